@@ -1,0 +1,1 @@
+"""Table declarations by domain; each module exports ``TABLES: list[Table]``."""

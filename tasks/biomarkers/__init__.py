@@ -1,0 +1,1 @@
+"""biomarkers tasks."""
