@@ -1,0 +1,1 @@
+"""``osteolake export-omop``: placeholder replaced below."""

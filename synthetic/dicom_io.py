@@ -1,0 +1,137 @@
+"""pydicom writers of the synthetic hospital: deterministic UIDs, patient/study headers, file output.
+
+Every UID comes from :func:`uid` (``pydicom.uid.generate_uid(entropy_srcs=...)``), so the same seed writes
+the same bytes. No clock is read anywhere: all dates and times derive from the study date.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    RLELossless,
+    generate_uid,
+)
+
+from synthetic.population import ISSUER, Patient, Study
+
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+DX_PRESENTATION = "1.2.840.10008.5.1.4.1.1.1.1"
+CR_IMAGE = "1.2.840.10008.5.1.4.1.1.1"
+SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+XRAY_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
+IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"
+
+
+class Syntax(enum.Enum):
+    """Transfer syntaxes the hospital writes; accepts the member or its string value."""
+
+    EXPLICIT = "explicit"
+    IMPLICIT = "implicit"
+    RLE = "rle"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Syntax | None:
+        if isinstance(value, str):
+            for m in cls:
+                if m.value == value.lower():
+                    return m
+        return None
+
+
+def uid(*parts: object) -> str:
+    """Deterministic DICOM UID from ``parts`` (seed, patient, study, series, instance, ...)."""
+    return str(generate_uid(entropy_srcs=[str(p) for p in parts]))
+
+
+def da(d: date) -> str:
+    """DICOM DA string of ``d``."""
+    return d.strftime("%Y%m%d")
+
+
+def patient_study_header(
+    ds: Dataset, p: Patient, study: Study, study_uid: str, *, accession: str, description: str, time: str
+) -> None:
+    """Raw patient and study attributes, as a real archive holds them (the pipeline must pseudonymise)."""
+    ds.PatientName = p.name
+    ds.PatientID = p.patient_id
+    ds.IssuerOfPatientID = ISSUER
+    ds.PatientBirthDate = da(p.birth_date)
+    ds.PatientSex = p.sex
+    ds.PatientAge = f"{int(p.age_at(study.study_date)):03d}Y"
+    ds.PatientSize = f"{p.height_cm / 100.0:.2f}"
+    ds.PatientWeight = f"{p.weight_kg:.1f}"
+    ds.StudyInstanceUID = study_uid
+    ds.StudyDate = da(study.study_date)
+    ds.StudyTime = time
+    ds.StudyID = str(study.index + 1)
+    ds.AccessionNumber = accession
+    ds.StudyDescription = description
+    ds.ReferringPhysicianName = "Ref^Doc"
+    ds.InstitutionName = f"Osteolake General {p.site.title()}"
+
+
+def series_header(
+    ds: Dataset, *, modality: str, series_uid: str, number: int, description: str, manufacturer: str,
+    model: str, sop_class: str, frame_of_reference: str | None, body_part: str, time: str,
+) -> None:
+    """Series and equipment attributes shared by every instance of a series."""
+    ds.Modality = modality
+    ds.SeriesInstanceUID = series_uid
+    ds.SeriesNumber = number
+    ds.SeriesDescription = description
+    ds.SeriesDate = ds.StudyDate
+    ds.SeriesTime = time
+    ds.Manufacturer = manufacturer
+    ds.ManufacturerModelName = model
+    ds.SOPClassUID = sop_class
+    ds.BodyPartExamined = body_part
+    if frame_of_reference:
+        ds.FrameOfReferenceUID = frame_of_reference
+        ds.PositionReferenceIndicator = ""
+    ds.SpecificCharacterSet = "ISO_IR 100"
+
+
+def set_pixels(ds: Dataset, pixels: np.ndarray, *, signed: bool, bits_stored: int = 16) -> None:
+    """Monochrome pixel module for a 2-D integer image."""
+    arr = np.ascontiguousarray(pixels.astype(np.int16 if signed else np.uint16))
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = int(arr.shape[0]), int(arr.shape[1])
+    ds.BitsAllocated = 16
+    ds.BitsStored = bits_stored
+    ds.HighBit = bits_stored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    ds.PixelData = arr.tobytes()
+
+
+def finish(ds: Dataset, sop_uid: str, syntax: Syntax | str = Syntax.EXPLICIT) -> Dataset:
+    """Add SOPInstanceUID and file meta; compress with RLE Lossless when asked (``ds.compress``)."""
+    syntax = Syntax(syntax)
+    ds.SOPInstanceUID = sop_uid
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.ImplementationVersionName = "OSTEOLAKE_SYN"
+    ds.file_meta = meta
+    if syntax is Syntax.RLE and "PixelData" in ds:
+        ds.compress(RLELossless, generate_instance_uid=False)
+    else:
+        meta.TransferSyntaxUID = ImplicitVRLittleEndian if syntax is Syntax.IMPLICIT else ExplicitVRLittleEndian
+    return ds
+
+
+def write(ds: Dataset, path: Path) -> int:
+    """Write ``ds`` as a DICOM Part 10 file; returns the number of bytes written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path.stat().st_size

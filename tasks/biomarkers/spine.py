@@ -1,0 +1,434 @@
+"""Find the vertebral column in an axial CT volume, separate vertebral bodies from discs and label levels.
+
+Classical pipeline (no model weights), run on a ~2 mm downsampled copy of the volume:
+
+1. body outline per slice (air threshold), spine window: posterior-central part of the body where bone
+   (> 180 HU) is present in most slices;
+2. per slice, the largest inscribed radius of the hole-filled bone mask in the window: vertebral bodies
+   are thick (radius >= ~10 mm), discs leave only thin posterior elements, so runs of thick slices are
+   bodies and the thin gaps between them are discs;
+3. anatomy for the labels: ribs articulate with thoracic vertebrae only, so the last body with bone in the
+   posterolateral rib band is T12; the sacrum (wide bone continuous with the iliac wings) lies below L5.
+   When both cues are present they must agree (five lumbar bodies between them); otherwise the labels get a
+   low confidence and a flag (``transitional_anatomy_suspected``, ``no_anatomical_anchor``, ...).
+
+Voxel coordinates are (k, i, j) = (slice, row, column) of :class:`tasks.dicom.volume.Volume`, whose array
+is canonical: k feet->head, i anterior->posterior, j right->left.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from tasks.dicom.volume import Volume
+
+LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
+# Labels above T10 are produced when the column extends higher, for counting; only T10..L5 are measured.
+ALL_LEVELS: tuple[str, ...] = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i}" for i in range(1, 6))
+
+BONE_HU = 180.0  # cortical / dense bone threshold on the ~2 mm grid (partial volume lowers the cortex)
+RIB_HU = 180.0
+_DISK3 = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], dtype=bool)
+
+
+class SpineFlag(enum.Enum):
+    """Reasons for doubt in the level labels; accepts the member or its string value."""
+
+    NO_SPINE_FOUND = "no_spine_found"
+    NO_ANATOMICAL_ANCHOR = "no_anatomical_anchor"
+    LAST_RIB_NOT_IN_VIEW = "last_rib_not_in_view"
+    SACRUM_NOT_IN_VIEW = "sacrum_not_in_view"
+    TRANSITIONAL_ANATOMY_SUSPECTED = "transitional_anatomy_suspected"
+    PARTIAL_BODY = "partial_body"
+    IRREGULAR_SPACING = "irregular_vertebral_spacing"
+
+    @classmethod
+    def _missing_(cls, value: object) -> SpineFlag | None:
+        if isinstance(value, str):
+            for m in cls:
+                if m.value == value.lower():
+                    return m
+        return None
+
+
+@dataclass
+class VertebraLabel:
+    """One vertebral body found in a volume.
+
+    Attributes
+    ----------
+    level : anatomical level, "T1".."L5" (``LEVELS`` are the ones measured downstream).
+    centre_voxel : (k, i, j) fractional voxel index of the body centre.
+    centre_mm : patient (x, y, z) of the body centre, mm (LPS).
+    z_range : (k_first, k_last) slices of the body, inclusive.
+    bbox : (k0, k1, i0, i1, j0, j1) half-open voxel box around the body.
+    body_mask : boolean mask of the body inside ``bbox`` (full resolution), or None.
+    radius_mm : largest inscribed radius of the body in its central slices (lateral half-width scale).
+    has_rib : whether a rib-like bone was found in the posterolateral band at this body's level.
+    confidence : 0..1 confidence in ``level``.
+    flags : reasons for doubt.
+    """
+
+    level: str
+    centre_voxel: tuple[float, float, float]
+    centre_mm: tuple[float, float, float]
+    z_range: tuple[int, int]
+    bbox: tuple[int, int, int, int, int, int]
+    body_mask: np.ndarray | None = None
+    radius_mm: float = 0.0
+    has_rib: bool = False
+    confidence: float = 0.0
+    flags: list[str] = field(default_factory=list)
+
+    @property
+    def z_mm(self) -> float:
+        """Patient z of the body centre (mm)."""
+        return self.centre_mm[2]
+
+
+@dataclass
+class SpineGrid:
+    """The downsampled working copy: HU array, zoom factors and per-slice body outline."""
+
+    hu: np.ndarray
+    fz: int
+    fy: int
+    fx: int
+    spacing_mm: tuple[float, float, float]
+    body: np.ndarray  # bool (z, y, x)
+
+
+def downsample(volume: Volume, target_mm: float = 2.0) -> SpineGrid:
+    """Block-average ``volume`` to about ``target_mm`` voxels (integer factors, never upsampled)."""
+    dz, dy, dx = volume.spacing_mm
+    fz = max(1, int(round(target_mm / dz)))
+    fy = max(1, int(round(target_mm / dy)))
+    fx = max(1, int(round(target_mm / dx)))
+    a = volume.hu
+    nz, ny, nx = (a.shape[0] // fz) * fz, (a.shape[1] // fy) * fy, (a.shape[2] // fx) * fx
+    if nz == 0:
+        fz, nz = 1, a.shape[0]
+    a = a[:nz, :ny, :nx]
+    low = a.reshape(nz // fz, fz, ny // fy, fy, nx // fx, fx).mean(axis=(1, 3, 5), dtype=np.float32)
+    body = np.zeros(low.shape, dtype=bool)
+    for k in range(low.shape[0]):
+        # Opening (~6 mm) cuts the table and thin pads off the body before the largest component is taken.
+        m = ndi.binary_opening(low[k] > -400.0, structure=np.ones((3, 3), dtype=bool))
+        lab, n = ndi.label(m)
+        if n == 0:
+            continue
+        sizes = ndi.sum_labels(m, lab, index=np.arange(1, n + 1))
+        body[k] = ndi.binary_fill_holes(lab == (int(np.argmax(sizes)) + 1))
+    return SpineGrid(low, fz, fy, fx, (dz * fz, dy * fy, dx * fx), body)
+
+
+def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
+    """(i0, i1, j0, j1) window on the low grid around the vertebral column, or None."""
+    _, sy, sx = g.spacing_mm
+    bone = (g.hu > BONE_HU) & g.body
+    occ = bone.mean(axis=0)
+    if not occ.any():
+        return None
+    # Restrict to the central band (|x - body centre| < 30 mm) and the posterior 3/4 of the body.
+    ys, xs = np.nonzero(g.body.any(axis=0))
+    yc_prof = np.nonzero(g.body.any(axis=(0, 2)))[0]
+    xc = float(np.median(np.nonzero(g.body)[2]))
+    band = np.zeros_like(occ, dtype=bool)
+    j0 = max(0, int(xc - 30.0 / sx))
+    j1 = min(occ.shape[1], int(xc + 30.0 / sx) + 1)
+    i_ant = int(yc_prof.min() + 0.25 * (yc_prof.max() - yc_prof.min()))
+    band[i_ant:, j0:j1] = True
+    sm = ndi.gaussian_filter(np.where(band, occ, 0.0), sigma=(8.0 / sy, 8.0 / sx))
+    if sm.max() <= 0:
+        return None
+    ci, cj = np.unravel_index(int(np.argmax(sm)), sm.shape)
+    del ys, xs
+    hi, hj = int(45.0 / sy), int(35.0 / sx)
+    return (max(0, ci - hi), min(occ.shape[0], ci + hi + 1), max(0, cj - hj), min(occ.shape[1], cj + hj + 1))
+
+
+def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per low slice: the largest inscribed radius (mm) of the filled bone mask and where it lies."""
+    i0, i1, j0, j1 = win
+    _, sy, sx = g.spacing_mm
+    nz = g.hu.shape[0]
+    radius = np.zeros(nz)
+    where = np.zeros((nz, 2))
+    for k in range(nz):
+        # A closing (~4 mm) seals the thin, partial-volumed cortex so the filled ring becomes the body.
+        m = ndi.binary_closing(g.hu[k, i0:i1, j0:j1] > BONE_HU, structure=_DISK3, border_value=0)
+        m = ndi.binary_fill_holes(m)
+        if not m.any():
+            where[k] = ((i0 + i1) / 2, (j0 + j1) / 2)
+            continue
+        dt = ndi.distance_transform_edt(m, sampling=(sy, sx))
+        a = int(np.argmax(dt))
+        ii, jj = np.unravel_index(a, dt.shape)
+        radius[k] = float(dt.flat[a])
+        where[k] = (i0 + ii, j0 + jj)
+    return radius, where
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """Inclusive (start, end) index pairs of True runs."""
+    out: list[tuple[int, int]] = []
+    start = None
+    for k, v in enumerate(mask):
+        if v and start is None:
+            start = k
+        elif not v and start is not None:
+            out.append((start, k - 1))
+            start = None
+    if start is not None:
+        out.append((start, len(mask) - 1))
+    return out
+
+
+def _lateral_features(g: SpineGrid, k0: int, k1: int, ci: float, cj: float) -> tuple[float, float]:
+    """(rib fraction, bone width mm) at low slices k0..k1 around the column at (ci, cj).
+
+    Rib band: 45-110 mm lateral of the midline, from the body centre to 70 mm posterior of it (the
+    costovertebral joints and rib angles); lumbar transverse processes end before 45 mm.
+    Width: lateral extent of bone within 30 mm (AP) of the body centre, at the middle slice.
+    """
+    _, sy, sx = g.spacing_mm
+    ny, nx = g.hu.shape[1:]
+    ii = (np.arange(ny) - ci) * sy
+    jj = (np.arange(nx) - cj) * sx
+    yy, xx = np.meshgrid(ii, jj, indexing="ij")
+    band = (np.abs(xx) >= 45.0) & (np.abs(xx) <= 110.0) & (yy >= -10.0) & (yy <= 70.0)
+    sl = g.hu[k0 : k1 + 1]
+    bone = (sl > RIB_HU) & g.body[k0 : k1 + 1]
+    rib = float((bone & band).any(axis=0).sum() * sy * sx)  # mm^2 of bone footprint in the band
+    km = (k0 + k1) // 2
+    row = (g.hu[km] > RIB_HU) & (np.abs(yy) <= 30.0)
+    cols = np.nonzero(row.any(axis=0))[0]
+    lab, _ = ndi.label(row.any(axis=0))
+    width = 0.0
+    c = int(round(cj))
+    if 0 <= c < nx and lab[c]:
+        sel = np.nonzero(lab == lab[c])[0]
+        width = float((sel.max() - sel.min() + 1) * sx)
+    del cols
+    return rib, width
+
+
+def _rib_heads(g: SpineGrid, centre: np.ndarray) -> np.ndarray:
+    """Per low slice: whether a rib head (a bone reaching > 70 mm lateral, approaching the column at
+    30-50 mm from the midline, level with or behind the body centre) lies at that slice.
+
+    The column itself (|x - midline| < 30 mm) is cut away first so that transverse processes, which end
+    before 50 mm, become small separate pieces that never reach 70 mm.
+    """
+    _, sy, sx = g.spacing_mm
+    nz, ny, nx = g.hu.shape
+    bone = (g.hu > RIB_HU) & g.body
+    jj = np.arange(nx)[None, :] - centre[:, 1][:, None]  # (z, x) offset from the midline, low voxels
+    ii = np.arange(ny)[None, :] - centre[:, 0][:, None]
+    dx_mm = np.abs(jj) * sx
+    dy_mm = ii * sy
+    cut = dx_mm < 30.0
+    bone &= ~cut[:, None, :]
+    lab, n = ndi.label(bone)
+    if n == 0:
+        return np.zeros(nz, dtype=bool)
+    # Lateral reach of each component.
+    far = np.zeros(n + 1, dtype=bool)
+    far_mask = (dx_mm > 70.0)[:, None, :] & bone
+    far[np.unique(lab[far_mask])] = True
+    far[0] = False
+    head_zone = ((dx_mm >= 30.0) & (dx_mm <= 50.0))[:, None, :] & ((dy_mm >= -15.0) & (dy_mm <= 35.0))[:, :, None]
+    heads = head_zone & far[lab]
+    return np.asarray(heads.any(axis=(1, 2)))
+
+
+@dataclass
+class SpineResult:
+    """Vertebrae found in a volume and the series-level labelling flags."""
+
+    vertebrae: list[VertebraLabel]
+    flags: list[str]
+    sacrum_z_mm: float | None = None
+
+
+def _label(n: int, rib: list[bool], sacrum: int | None) -> tuple[list[str | None], float, list[str]]:
+    """Level names for ``n`` bodies ordered head->feet, from the rib and sacrum cues."""
+    flags: list[str] = []
+    t12: int | None = None
+    seen_rib = False
+    for idx in range(n):
+        if rib[idx]:
+            seen_rib = True
+            if idx + 1 < n and not rib[idx + 1]:
+                t12 = idx
+                break
+        elif seen_rib:
+            break
+    if t12 is not None and sacrum is not None and t12 >= sacrum - 2:
+        t12 = None  # "ribs" directly above the sacrum are iliac wings
+    l5 = sacrum - 1 if sacrum is not None and sacrum >= 1 else None
+    anchor: int | None = None
+    if t12 is not None and l5 is not None:
+        if l5 - t12 == 5:
+            anchor, conf = t12 - ALL_LEVELS.index("T12"), 0.95
+        else:
+            flags.append(SpineFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value)
+            anchor, conf = l5 - ALL_LEVELS.index("L5"), 0.35
+    elif t12 is not None:
+        flags.append(SpineFlag.SACRUM_NOT_IN_VIEW.value)
+        anchor, conf = t12 - ALL_LEVELS.index("T12"), 0.85
+    elif l5 is not None:
+        flags.append(SpineFlag.LAST_RIB_NOT_IN_VIEW.value)
+        anchor, conf = l5 - ALL_LEVELS.index("L5"), 0.8
+    else:
+        flags.append(SpineFlag.NO_ANATOMICAL_ANCHOR.value)
+        conf = 0.15
+        # Guess: all rib-bearing -> the lowest is T12; none -> the highest is L1.
+        anchor = (n - 1 - ALL_LEVELS.index("T12")) if all(rib) and n else -ALL_LEVELS.index("L1")
+    names: list[str | None] = []
+    for idx in range(n):
+        pos = idx - anchor  # index in ALL_LEVELS counted head->feet
+        names.append(ALL_LEVELS[pos] if 0 <= pos < len(ALL_LEVELS) else None)
+    return names, conf, flags
+
+
+def _body_mask(volume: Volume, bbox: tuple[int, int, int, int, int, int], ci: float, cj: float) -> np.ndarray:
+    """Full-resolution body mask inside ``bbox``: filled bone, opened by a 5 mm disk to drop the
+    posterior elements, the component holding the centre."""
+    k0, k1, i0, i1, j0, j1 = bbox
+    _, dy, dx = volume.spacing_mm
+    sub = volume.hu[k0:k1, i0:i1, j0:j1]
+    out = np.zeros(sub.shape, dtype=bool)
+    r = max(1, int(round(5.0 / dx)))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (yy * dy) ** 2 + (xx * dx) ** 2 <= 25.0
+    c = (int(round(ci)) - i0, int(round(cj)) - j0)
+    for k in range(sub.shape[0]):
+        m = ndi.binary_fill_holes(sub[k] > BONE_HU)
+        m = ndi.binary_opening(m, structure=disk)
+        lab, _ = ndi.label(m)
+        if 0 <= c[0] < m.shape[0] and 0 <= c[1] < m.shape[1] and lab[c]:
+            out[k] = lab == lab[c]
+    return out
+
+
+def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
+    """Find, separate and label the vertebral bodies of ``volume`` (see the module docstring).
+
+    Parameters
+    ----------
+    volume : canonical HU volume from :func:`tasks.dicom.volume.build_volume`.
+    with_masks : compute full-resolution body masks (costs a little time per body).
+
+    Notes
+    -----
+    The labels are only as good as the anatomical cues in view: without the last rib and the sacrum the
+    levels are a guess and say so (confidence <= 0.15, ``no_anatomical_anchor``). Bodies cut by the edge
+    of the volume are kept for counting and flagged ``partial_body``.
+    """
+    g = downsample(volume)
+    nz = g.hu.shape[0]
+    if nz < 3:
+        return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
+    win = _spine_window(g)
+    if win is None:
+        return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
+    radius, where = _slice_radius(g, win)
+    top = float(np.percentile(radius, 90))
+    if top < 8.0:
+        return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
+    thr = max(6.0, 0.55 * top)
+    runs = [r for r in _runs(radius >= thr)]
+    # Smooth the column path: median of the body-centre positions, per slice, over vertebral slices.
+    centre = np.array(where, dtype=float)
+    good = radius >= thr
+    for ax in (0, 1):
+        if good.any():
+            centre[:, ax] = np.interp(np.arange(nz), np.nonzero(good)[0], centre[good, ax])
+        centre[:, ax] = ndi.median_filter(centre[:, ax], size=max(3, int(round(30.0 / g.spacing_mm[0]))) | 1)
+    ribs_z = _rib_heads(g, centre)
+    dzl = g.spacing_mm[0]
+    feats = []
+    for k0, k1 in runs:
+        height = (k1 - k0 + 1) * dzl
+        if height < 6.0:
+            continue  # an endplate or osteophyte sliver, not a body
+        ci, cj = np.median(centre[k0 : k1 + 1], axis=0)
+        rib = bool(ribs_z[max(0, k0 - 1) : k1 + 2].any())
+        _, width = _lateral_features(g, k0, k1, float(ci), float(cj))
+        partial = k0 == 0 or k1 == nz - 1
+        feats.append((k0, k1, float(ci), float(cj), rib, width, partial, float(np.max(radius[k0 : k1 + 1]))))
+    if not feats:
+        return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
+    feats.sort(key=lambda f: -f[0])  # head -> feet
+    sacrum = None
+    for idx, f in enumerate(feats):
+        if idx >= 1 and f[5] >= 95.0:
+            sacrum = idx
+            break
+    names, conf, flags = _label(len(feats), [f[4] for f in feats], sacrum)
+    sacrum_z = None
+    out: list[VertebraLabel] = []
+    fz, fy, fx = g.fz, g.fy, g.fx
+    ny, nx = volume.shape[1:]
+    for idx, (k0, k1, ci, cj, rib, _, partial, rmax) in enumerate(feats):
+        K0, K1 = k0 * fz, min(volume.shape[0] - 1, (k1 + 1) * fz - 1)
+        kc = (K0 + K1) / 2.0
+        Ic, Jc = ci * fy + (fy - 1) / 2.0, cj * fx + (fx - 1) / 2.0
+        if sacrum is not None and idx >= sacrum:
+            if idx == sacrum:
+                sacrum_z = volume.z_mm(kc)
+            continue
+        name = names[idx]
+        if name is None:
+            continue
+        hi = int(40.0 / volume.spacing_mm[1])
+        hj = int(40.0 / volume.spacing_mm[2])
+        bbox = (K0, K1 + 1, max(0, int(Ic) - hi), min(ny, int(Ic) + hi + 1), max(0, int(Jc) - hj),
+                min(nx, int(Jc) + hj + 1))
+        vflags = list(flags)
+        c = conf
+        if partial:
+            vflags.append(SpineFlag.PARTIAL_BODY.value)
+            c *= 0.7
+        x, y, _ = volume.voxel_to_patient(kc, Ic, Jc)
+        out.append(
+            VertebraLabel(
+                level=name, centre_voxel=(kc, Ic, Jc), centre_mm=(x, y, volume.z_mm(kc)), z_range=(K0, K1),
+                bbox=bbox, body_mask=_body_mask(volume, bbox, Ic, Jc) if with_masks else None,
+                radius_mm=rmax, has_rib=rib, confidence=round(c, 3), flags=vflags,
+            )
+        )
+    zs = sorted(v.z_mm for v in out)
+    if len(zs) >= 3:
+        gaps = np.diff(zs)
+        if gaps.max() > 1.8 * np.median(gaps):
+            flags.append(SpineFlag.IRREGULAR_SPACING.value)
+            for v in out:
+                v.flags.append(SpineFlag.IRREGULAR_SPACING.value)
+                v.confidence = round(v.confidence * 0.6, 3)
+    out.sort(key=lambda v: -v.z_mm)
+    return SpineResult(out, flags, sacrum_z)
+
+
+def find_vertebrae(volume: Volume) -> list[VertebraLabel]:
+    """Vertebral bodies of ``volume`` with their levels, centres, boxes, masks and confidences.
+
+    Parameters
+    ----------
+    volume : canonical HU volume (:class:`tasks.dicom.volume.Volume`).
+
+    Returns
+    -------
+    list of :class:`VertebraLabel`, head to feet; empty when no column is found.
+
+    Notes
+    -----
+    Series-level flags (why the labels may be wrong) are in :func:`analyse_spine`'s result; each label
+    also carries them in ``flags``.
+    """
+    return analyse_spine(volume).vertebrae

@@ -1,0 +1,152 @@
+"""The DICOM JSON model (PS3.18 Annex F) of a header, without bulk data, pixel data or identifiers.
+
+Left out, at every nesting level:
+
+- pixel data and every binary value (VR OB, OD, OF, OL, OV, OW, UN): bulk data, and opaque;
+- private elements (odd groups) and group lengths: vendors hide names and IDs in private tags;
+- every person name (VR PN: patient, physicians, operators);
+- the identifiers and contact data in :data:`PHI_KEYWORDS` (PatientID, birth date, addresses, other IDs,
+  accession number, ...). ``tasks.dicom.header`` keeps a pseudonym (person_key) and the age at study instead.
+
+Two builders give the same JSON: :func:`elements_to_json` (fast path, raw bytes) and
+:func:`dataset_to_json` (pydicom, the reference).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from typing import Any
+
+from pydicom.datadict import tag_for_keyword
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.sequence import Sequence
+
+from tasks.dicom.fastheader import BINARY_VRS, NUMERIC_FMT, NUMERIC_SIZE, Elements, decode_strings
+
+PHI_KEYWORDS: tuple[str, ...] = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "IssuerOfPatientIDQualifiersSequence",
+    "TypeOfPatientID", "PatientBirthDate", "PatientBirthTime", "PatientBirthName", "PatientMotherBirthName",
+    "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress",
+    "PatientTelephoneNumbers", "PatientTelecomInformation", "MilitaryRank", "BranchOfService",
+    "MedicalRecordLocator", "CountryOfResidence", "RegionOfResidence", "PatientInsurancePlanCodeSequence",
+    "PatientPrimaryLanguageCodeSequence", "ResponsiblePerson", "ResponsibleOrganization", "PatientComments",
+    "AccessionNumber", "IssuerOfAccessionNumberSequence", "StudyID", "AdmissionID", "IssuerOfAdmissionIDSequence",
+    "ReferringPhysicianAddress", "ReferringPhysicianTelephoneNumbers", "InstitutionAddress",
+    "PersonAddress", "PersonTelephoneNumbers", "PersonTelecomInformation", "PatientAge",
+    "RequestingPhysician", "PerformedProcedureStepID", "RequestedProcedureID", "ScheduledProcedureStepID",
+    "FillerOrderNumberImagingServiceRequest", "PlacerOrderNumberImagingServiceRequest",
+    "ReferencedPatientSequence", "ReferencedPatientPhotoSequence", "CurrentPatientLocation",
+    "PatientInstitutionResidence", "EthnicGroup", "PregnancyStatus", "LastMenstrualDate",
+    "ContentCreatorName", "DeviceSerialNumber", "StationName",
+)
+PHI_TAGS: frozenset[int] = frozenset(t for t in (tag_for_keyword(k) for k in PHI_KEYWORDS) if t is not None)
+_ALWAYS_SKIP = BINARY_VRS | {"PN"}
+
+
+def _keep(tag: int, vr: str) -> bool:
+    return not (tag >> 16 & 1 or tag & 0xFFFF == 0 or vr in _ALWAYS_SKIP or tag in PHI_TAGS)
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _num_or_str(s: str, integer: bool) -> Any:
+    try:
+        f = float(s)
+    except ValueError:
+        return s
+    if integer and f.is_integer():
+        return int(f)
+    return _finite(f)
+
+
+def _strings_json(vr: str, vals: list[str]) -> list[Any]:
+    if vr == "DS":
+        return [None if s.strip() == "" else _num_or_str(s.strip(), False) for s in vals]
+    if vr == "IS":
+        return [None if s.strip() == "" else _num_or_str(s.strip(), True) for s in vals]
+    return [s if s != "" else None for s in vals]
+
+
+_LUT_DESCRIPTORS = frozenset({0x00281101, 0x00281102, 0x00281103, 0x00283002})
+
+
+def elements_to_json(elements: Elements, encoding: str, pixel_rep: int | None = None) -> dict[str, Any]:
+    """Annex F dict of fast-path ``elements`` (see the module docstring for what is left out)."""
+    out: dict[str, Any] = {}
+    pr = elements.get(0x00280103)
+    if pr is not None and pr[0] == "US" and len(pr[1]) == 2:
+        pixel_rep = int.from_bytes(pr[1], "little")
+    for tag in sorted(elements):
+        vr, raw = elements[tag]
+        if vr == "US or SS":
+            vr = "SS" if pixel_rep == 1 and tag not in _LUT_DESCRIPTORS else "US"
+        if not _keep(tag, vr):
+            continue
+        entry: dict[str, Any] = {"vr": vr}
+        if vr == "SQ":
+            items = [elements_to_json(item, encoding, pixel_rep) for item in raw]
+            if items:
+                entry["Value"] = items
+        elif vr in NUMERIC_FMT:
+            size = NUMERIC_SIZE[vr]
+            vals = struct.unpack_from(f"<{len(raw) // size}{NUMERIC_FMT[vr]}", raw)
+            if vals:
+                entry["Value"] = [_finite(v) if isinstance(v, float) else v for v in vals]
+        elif vr == "AT":
+            vals = struct.unpack_from(f"<{len(raw) // 2}H", raw)
+            if vals:
+                entry["Value"] = [f"{vals[i]:04X}{vals[i + 1]:04X}" for i in range(0, len(vals) - 1, 2)]
+        else:
+            svals = decode_strings(vr, raw, encoding)
+            if svals:
+                entry["Value"] = _strings_json(vr, svals)
+        out[f"{tag:08X}"] = entry
+    return out
+
+
+def _py_value(vr: str, value: Any) -> list[Any]:
+    if value is None or value == "":
+        return []
+    seq = list(value) if isinstance(value, MultiValue | list | tuple) else [value]
+    if vr in NUMERIC_FMT:
+        return [_finite(float(v)) if isinstance(v, float) else int(v) for v in seq]
+    if vr == "AT":
+        return [f"{int(v):08X}" for v in seq]
+    if vr in ("DS", "IS"):
+        return _strings_json(vr, [str(v) if not hasattr(v, "original_string") or v.original_string is None
+                                   else v.original_string for v in seq])
+    return _strings_json(vr, [str(v) for v in seq])
+
+
+def dataset_to_json(ds: Dataset) -> dict[str, Any]:
+    """Annex F dict of a pydicom dataset, with the same exclusions as :func:`elements_to_json`."""
+    out: dict[str, Any] = {}
+    for elem in ds:
+        tag = int(elem.tag)
+        vr = elem.VR
+        if " or " in vr:
+            vr = "UN"
+        if not _keep(tag, vr):
+            continue
+        entry: dict[str, Any] = {"vr": vr}
+        if vr == "SQ":
+            value = elem.value
+            items = [dataset_to_json(item) for item in (value if isinstance(value, Sequence) else [])]
+            if items:
+                entry["Value"] = items
+        else:
+            vals = _py_value(vr, elem.value)
+            if vals:
+                entry["Value"] = vals
+        out[f"{tag:08X}"] = entry
+    return out
+
+
+def dumps(obj: dict[str, Any]) -> str:
+    """Compact JSON text (the ``dicom_json`` column)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,354 @@
+"""Fast DICOM header reader for little-endian transfer syntaxes.
+
+Reads the element stream of a Part 10 file up to the pixel data with ``struct`` over one ``bytes``
+buffer and converts values only when asked (promoted columns) or when the DICOM JSON is built. It
+handles explicit VR little endian, implicit VR little endian and the encapsulated (compressed) syntaxes,
+whose dataset is explicit VR little endian. Anything else (big endian, deflate, a missing preamble, an
+unknown character set, undefined-length ``UN``, a VR it does not know) raises :class:`FastPathUnsupported`
+and the caller falls back to pydicom, which stays the reference (see ``tests/tasks/dicom/test_header_fast.py``).
+
+Written by hand because pydicom's reader spends most of its time in generic per-element machinery;
+value decoding follows pydicom 3's rules (``pydicom.values``) so that the promoted values are identical.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Any
+
+from pydicom._dicom_dict import DicomDictionary
+from pydicom.datadict import dictionary_VR
+
+IMPLICIT_LE = "1.2.840.10008.1.2"
+EXPLICIT_LE = "1.2.840.10008.1.2.1"
+DEFLATED_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_BE = "1.2.840.10008.1.2.2"
+
+PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
+ITEM, ITEM_END, SEQ_END = 0xFFFEE000, 0xFFFEE00D, 0xFFFEE0DD
+UNDEFINED = 0xFFFFFFFF
+
+LONG_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "SQ", "SV", "UC", "UN", "UR", "UT", "UV"})
+SHORT_VRS = frozenset(
+    {"AE", "AS", "AT", "CS", "DA", "DS", "DT", "FL", "FD", "IS", "LO", "LT", "PN", "SH", "SL", "SS", "ST",
+     "TM", "UI", "UL", "US"}
+)
+_LONG_B = {v.encode(): v for v in LONG_VRS}
+_SHORT_B = {v.encode(): v for v in SHORT_VRS}
+BINARY_VRS = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
+TEXT_VRS = frozenset({"SH", "LO", "UC"})  # split, then strip each value (pydicom convert_text)
+SINGLE_VRS = frozenset({"ST", "LT", "UT"})  # one value, backslash is text
+NUMERIC_FMT = {"US": "H", "SS": "h", "UL": "I", "SL": "i", "FL": "f", "FD": "d", "SV": "q", "UV": "Q"}
+NUMERIC_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "UV": 8, "AT": 4}
+CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
+
+_U16x2 = struct.Struct("<HH")
+_EXPL = struct.Struct("<HH2sH")
+_U32 = struct.Struct("<I")
+
+Elements = dict[int, tuple[str, Any]]
+"""tag -> (VR, value): ``bytes`` for ordinary elements, ``list[Elements]`` (items) for ``SQ``."""
+
+
+class FastPathUnsupported(Exception):
+    """The file uses something the fast reader does not handle; use pydicom instead."""
+
+
+class Truncated(Exception):
+    """The file ends inside an element (header or pixel data)."""
+
+
+@lru_cache(maxsize=4096)
+def _implicit_vr(tag: int) -> str:
+    entry = DicomDictionary.get(tag)
+    if entry is not None:
+        vr = entry[0]
+    else:
+        try:
+            vr = dictionary_VR(tag)
+        except KeyError:
+            return "UN"
+    if vr == "US or SS":
+        return vr  # resolved with PixelRepresentation when the JSON is built, as pydicom does
+    return "UN" if " or " in vr or vr == "NONE" else vr
+
+
+@lru_cache(maxsize=4096)
+def _known_vr(tag: int) -> str | None:
+    """Dictionary VR of a public tag stored as UN (pydicom's ``replace_un_with_known_vr``)."""
+    if tag >> 16 & 1:
+        return None
+    vr = _implicit_vr(tag)
+    return None if vr == "UN" else vr
+
+
+def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[Elements, int]:
+    """Parse elements in ``buf[pos:end]``; stops at an item delimiter (nested) or the pixel data (top)."""
+    out: Elements = {}
+    n = len(buf)
+    while pos < end:
+        if pos + 8 > n:
+            raise Truncated(f"element header at byte {pos} runs past the end ({n} bytes)")
+        if implicit:
+            group, elem = _U16x2.unpack_from(buf, pos)
+            tag = group << 16 | elem
+            if group == 0xFFFE:
+                (length,) = _U32.unpack_from(buf, pos + 4)
+                if tag in (ITEM_END, SEQ_END):
+                    return out, pos + 8
+                raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
+            if top and tag in PIXEL_TAGS:
+                return out, pos
+            (length,) = _U32.unpack_from(buf, pos + 4)
+            vr = _implicit_vr(tag) if group & 1 == 0 else "UN"
+            pos += 8
+        else:
+            group, elem, vrb, length = _EXPL.unpack_from(buf, pos)
+            tag = group << 16 | elem
+            if group == 0xFFFE:
+                if tag in (ITEM_END, SEQ_END):
+                    return out, pos + 8
+                raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
+            if top and tag in PIXEL_TAGS:
+                return out, pos
+            vr = _SHORT_B.get(vrb)  # type: ignore[assignment]
+            if vr is not None:
+                pos += 8
+            else:
+                vr = _LONG_B.get(vrb)  # type: ignore[assignment]
+                if vr is None:
+                    raise FastPathUnsupported(f"unknown VR {vrb!r} at byte {pos}")
+                if pos + 12 > n:
+                    raise Truncated(f"element header at byte {pos} runs past the end")
+                (length,) = _U32.unpack_from(buf, pos + 8)
+                pos += 12
+        if vr == "UN" and not implicit:
+            known = _known_vr(tag)
+            if known == "SQ" or length == UNDEFINED:
+                items, pos = _parse_items(buf, pos, length, True)
+                out[tag] = ("SQ", items)
+                continue
+            if known is not None:
+                vr = known
+        if vr == "SQ" or (length == UNDEFINED and vr == "UN" and implicit):
+            items, pos = _parse_items(buf, pos, length, implicit)
+            out[tag] = ("SQ", items)
+            continue
+        if length == UNDEFINED:
+            raise FastPathUnsupported(f"undefined length {vr} element ({tag:08X}) outside pixel data")
+        if pos + length > n:
+            raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes at {pos}, file has {n}")
+        out[tag] = (vr, buf[pos : pos + length])
+        pos += length
+    return out, pos
+
+
+def _parse_items(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[list[Elements], int]:
+    end = len(buf) if length == UNDEFINED else pos + length
+    if length != UNDEFINED and end > len(buf):
+        raise Truncated(f"sequence at byte {pos} needs {length} bytes")
+    items: list[Elements] = []
+    while pos < end:
+        if pos + 8 > len(buf):
+            raise Truncated(f"item header at byte {pos} runs past the end")
+        group, elem = _U16x2.unpack_from(buf, pos)
+        (ilen,) = _U32.unpack_from(buf, pos + 4)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == SEQ_END:
+            return items, pos
+        if tag != ITEM:
+            raise FastPathUnsupported(f"expected an item tag at byte {pos - 8}, found {tag:08X}")
+        iend = len(buf) if ilen == UNDEFINED else pos + ilen
+        if iend > len(buf):
+            raise Truncated(f"item at byte {pos} needs {ilen} bytes")
+        item, pos = _parse(buf, pos, iend, implicit, top=False)
+        items.append(item)
+    if length == UNDEFINED:
+        raise Truncated("sequence without a delimiter at the end of the file")
+    return items, pos
+
+
+def check_pixel_data(buf: bytes, pos: int, implicit: bool) -> None:
+    """Raise :class:`Truncated` if the pixel data element starting at ``pos`` does not fit in ``buf``.
+
+    Notes
+    -----
+    Only lengths are checked (element, encapsulated items); the compressed stream is not decoded.
+    """
+    n = len(buf)
+    if pos >= n:
+        return
+    if pos + 8 > n:
+        raise Truncated("file ends inside the pixel data element header")
+    if implicit:
+        (length,) = _U32.unpack_from(buf, pos + 4)
+        pos += 8
+    else:
+        vrb = buf[pos + 4 : pos + 6]
+        if vrb in _LONG_B:
+            if pos + 12 > n:
+                raise Truncated("file ends inside the pixel data element header")
+            (length,) = _U32.unpack_from(buf, pos + 8)
+            pos += 12
+        else:
+            (length,) = struct.unpack_from("<H", buf, pos + 6)
+            pos += 8
+    if length != UNDEFINED:
+        if pos + length > n:
+            raise Truncated(f"pixel data needs {length} bytes at byte {pos}, file has {n}")
+        return
+    while True:  # encapsulated fragments
+        if pos + 8 > n:
+            raise Truncated("encapsulated pixel data ends without a sequence delimiter")
+        group, elem = _U16x2.unpack_from(buf, pos)
+        (flen,) = _U32.unpack_from(buf, pos + 4)
+        tag = group << 16 | elem
+        pos += 8
+        if tag == SEQ_END:
+            return
+        if tag != ITEM or flen == UNDEFINED:
+            raise Truncated(f"bad fragment tag {tag:08X} in encapsulated pixel data")
+        pos += flen
+        if pos > n:
+            raise Truncated("encapsulated pixel data fragment runs past the end of the file")
+
+
+class FastHeader:
+    """The parsed header of one file: file meta, dataset elements and where the pixel data starts.
+
+    Use :func:`read_fast` to make one. Values are decoded on demand by :meth:`text`, :meth:`number`, ...
+    with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
+    """
+
+    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos")
+
+    def __init__(self, meta: Elements, elements: Elements, transfer_syntax: str, implicit: bool,
+                 encoding: str, pixel_pos: int) -> None:
+        self.meta = meta
+        self.elements = elements
+        self.transfer_syntax = transfer_syntax
+        self.implicit = implicit
+        self.encoding = encoding
+        self.pixel_pos = pixel_pos
+
+    # -- value access (the HeaderView protocol of tasks.dicom.header) --------------------------------
+    def strings(self, tag: int) -> list[str] | None:
+        """All values of a string element, decoded as pydicom does; ``None`` if absent or empty."""
+        e = self.elements.get(tag)
+        if e is None:
+            return None
+        try:
+            vals = decode_strings(e[0], e[1], self.encoding)
+        except UnicodeDecodeError as err:
+            raise FastPathUnsupported(f"tag {tag:08X}: not {self.encoding}") from err
+        return vals or None
+
+    def numbers(self, tag: int) -> list[float] | None:
+        """All values of a numeric element (DS, IS or binary numbers) as floats."""
+        e = self.elements.get(tag)
+        if e is None:
+            return None
+        vals = decode_numbers(e[0], e[1])
+        return vals or None
+
+    def has(self, tag: int) -> bool:
+        return tag in self.elements
+
+
+def decode_strings(vr: str, raw: Any, encoding: str) -> list[str]:
+    """Decode a string element like pydicom 3 (``pydicom.values.convert_*``); empty values dropped at ends."""
+    if vr == "SQ" or not isinstance(raw, bytes | bytearray | memoryview):
+        return []
+    if not raw:
+        return []
+    if vr in TEXT_VRS:
+        vals = [v.rstrip("\0 ") for v in bytes(raw).decode(encoding).split("\\")]
+    elif vr in SINGLE_VRS:
+        vals = [bytes(raw).decode(encoding).rstrip("\0 ")]
+    elif vr == "AE":
+        vals = [v.strip() for v in bytes(raw).decode("latin_1").split("\\")]
+    elif vr in ("DS", "IS"):
+        vals = bytes(raw).decode("latin_1").strip().rstrip(" \0").split("\\")
+    elif vr == "UR":
+        vals = [bytes(raw).decode("latin_1").rstrip()]
+    elif vr in NUMERIC_FMT or vr in BINARY_VRS or vr == "AT":
+        raise FastPathUnsupported(f"VR {vr} is not a string")
+    else:  # AS CS DA DT TM UI PN
+        vals = bytes(raw).decode(encoding if vr == "PN" else "latin_1").rstrip(" \0").split("\\")
+    if len(vals) == 1 and vals[0] == "":
+        return []
+    return vals
+
+
+def decode_numbers(vr: str, raw: Any) -> list[float]:
+    """Decode DS/IS strings or binary numbers to floats (pydicom's ``DSfloat``/``IS`` values)."""
+    if vr == "SQ" or not raw:
+        return []
+    if vr in ("DS", "IS"):
+        parts = bytes(raw).decode("latin_1").strip().rstrip(" \0").split("\\")
+        if len(parts) == 1 and parts[0] == "":
+            return []
+        return [float(p) for p in parts]
+    fmt = NUMERIC_FMT.get(vr)
+    if fmt is None:
+        raise FastPathUnsupported(f"VR {vr} is not numeric")
+    size = NUMERIC_SIZE[vr]
+    count = len(raw) // size
+    return [float(v) for v in struct.unpack_from(f"<{count}{fmt}", raw)]
+
+
+def read_fast(buf: bytes) -> FastHeader:
+    """Parse the header of a DICOM Part 10 file held in ``buf`` (pixel data is located, not read).
+
+    Raises
+    ------
+    FastPathUnsupported
+        Use pydicom for this file (no preamble, big endian, deflate, unknown character set, ...).
+    Truncated
+        The file ends inside the header or the pixel data.
+    """
+    if len(buf) < 132 or buf[128:132] != b"DICM":
+        raise FastPathUnsupported("no DICM preamble")
+    # File meta: explicit VR LE, group 0002, read until the group changes.
+    pos = 132
+    meta: Elements = {}
+    n = len(buf)
+    while pos + 8 <= n:
+        group = buf[pos] | buf[pos + 1] << 8
+        if group != 2:
+            break
+        part, pos = _parse(buf, pos, pos + 1, False, top=False)  # one element
+        meta.update(part)
+    ts_e = meta.get(0x00020010)
+    if ts_e is None:
+        raise FastPathUnsupported("file meta has no TransferSyntaxUID")
+    ts = bytes(ts_e[1]).decode("latin_1").rstrip("\0 ")
+    if ts in (EXPLICIT_BE, DEFLATED_LE):
+        raise FastPathUnsupported(f"transfer syntax {ts}")
+    implicit = ts == IMPLICIT_LE
+    # pydicom checks the first element's VR bytes and switches syntax if the file disagrees; so do we.
+    if pos + 6 <= n:
+        vr_bytes = buf[pos + 4 : pos + 6]
+        looks_explicit = vr_bytes in _SHORT_B or vr_bytes in _LONG_B
+        if looks_explicit == implicit:
+            raise FastPathUnsupported("dataset VR encoding differs from the transfer syntax")
+    elements, pixel_pos = _parse(buf, pos, n, implicit, top=True)
+    cs = elements.get(0x00080005)
+    encoding = "latin_1"
+    if cs is not None:
+        name = bytes(cs[1]).decode("latin_1").strip(" \0")
+        if name not in CHARSETS:
+            raise FastPathUnsupported(f"SpecificCharacterSet {name!r}")
+        encoding = CHARSETS[name]
+    check_pixel_data(buf, pixel_pos, implicit)
+    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos)
+
+
+def iter_json_elements(elements: Elements) -> Iterator[tuple[int, str, Any]]:
+    """Yield ``(tag, vr, value)`` in tag order (the order the JSON keys are written in)."""
+    for tag in sorted(elements):
+        vr, value = elements[tag]
+        yield tag, vr, value

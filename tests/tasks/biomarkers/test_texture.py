@@ -1,0 +1,87 @@
+"""Texture: variogram TBS index on fields of known roughness, GLCM features on simple patterns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from tasks.biomarkers.texture import glcm_features, tbs_index, variogram
+
+
+def fbm_field(n: int, hurst: float, seed: int) -> np.ndarray:
+    """Fractional Brownian surface by spectral synthesis: power ~ f^-(2H+2), variogram ~ k^(2H)."""
+    rng = np.random.default_rng(seed)
+    fx = np.fft.fftfreq(n)[:, None]
+    fy = np.fft.fftfreq(n)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    f[0, 0] = 1.0
+    amp = f ** (-(hurst + 1.0))
+    amp[0, 0] = 0.0
+    phase = np.exp(2j * np.pi * rng.random((n, n)))
+    return np.real(np.fft.ifft2(amp * phase * rng.normal(size=(n, n))))
+
+
+@pytest.mark.parametrize("hurst", [0.3, 0.5, 0.7])
+def test_fbm_slope_is_twice_hurst(hurst: float) -> None:
+    # every 4th pixel of a 512 field: lags 4-16 of the synthesis, away from its Nyquist truncation (which
+    # steepens the variogram at the first few lags)
+    slopes = [tbs_index(fbm_field(512, hurst, s)[::4, ::4]) for s in range(3)]
+    assert np.mean(slopes) == pytest.approx(2 * hurst, abs=0.15)
+
+
+def test_fbm_ranking() -> None:
+    idx = [tbs_index(fbm_field(512, h, 11)[::4, ::4]) for h in (0.2, 0.4, 0.6, 0.8)]
+    assert idx == sorted(idx)
+
+
+def test_index_ranks_roughness() -> None:
+    rng = np.random.default_rng(7)
+    noise = rng.normal(size=(96, 96))
+    smooth = [tbs_index(ndimage.gaussian_filter(noise, s)) for s in (0.5, 1.0, 2.0)]
+    assert smooth[0] < smooth[1] < smooth[2] <= 2.05
+    # white noise has a flat variogram
+    assert abs(tbs_index(noise)) < 0.1
+
+
+def test_variogram_mask_and_errors() -> None:
+    img = np.zeros((20, 20))
+    img[:, 10:] = 5.0
+    mask = np.zeros_like(img, dtype=bool)
+    mask[:, :10] = True
+    assert np.allclose(variogram(img, (1, 2), mask), 0.0)
+    assert np.isnan(tbs_index(img, mask=mask))  # flat region: no slope
+    with pytest.raises(ValueError, match="2-D"):
+        variogram(np.zeros((3, 3, 3)))
+    with pytest.raises(ValueError, match="mask shape"):
+        variogram(img, mask=np.ones((2, 2), bool))
+    with pytest.raises(ValueError, match="lags"):
+        variogram(img, (0,))
+
+
+def test_glcm_on_patterns() -> None:
+    flat = glcm_features(np.full((16, 16), 200.0))
+    assert flat.contrast == pytest.approx(0.0) and flat.energy == pytest.approx(1.0)
+    assert flat.homogeneity == pytest.approx(1.0) and flat.entropy == pytest.approx(0.0)
+    checker = (np.indices((16, 16)).sum(axis=0) % 2) * 600.0 - 100.0
+    c = glcm_features(checker, levels=8, distances=(1,), window=(-100.0, 500.0))
+    # horizontal/vertical neighbours always differ by the full range (7 levels), diagonals never
+    assert c.contrast == pytest.approx((49 + 0 + 49 + 0) / 4)
+    rng = np.random.default_rng(3)
+    coarse = ndimage.gaussian_filter(rng.normal(150, 150, (32, 32)), 3) * 8
+    fine = rng.normal(150, 150, (32, 32))
+    assert glcm_features(fine).contrast > glcm_features(coarse).contrast
+    assert glcm_features(fine).homogeneity < glcm_features(coarse).homogeneity
+
+
+def test_glcm_mask_excludes_outside() -> None:
+    img = np.zeros((2, 20, 20))
+    img[:, :, 10:] = 450.0
+    mask = np.zeros(img.shape, bool)
+    mask[:, :, :10] = True
+    f = glcm_features(img, mask)
+    assert f.contrast == pytest.approx(0.0) and f.n_pixels == 400
+    empty = glcm_features(img, np.zeros(img.shape, bool))
+    assert np.isnan(empty.contrast) and empty.n_pixels == 0
+    with pytest.raises(ValueError, match="window"):
+        glcm_features(img, window=(1.0, 1.0))
