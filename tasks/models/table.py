@@ -222,7 +222,7 @@ def _cox(x: Array, names: list[str], t: Array, e: NDArray[np.bool_], h: float, k
 
 
 def _logit_fit(x: Array, y: NDArray[np.bool_]) -> LogisticRegression:
-    lr = LogisticRegression(penalty=None, max_iter=1000)
+    lr = LogisticRegression(C=np.inf, max_iter=1000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         lr.fit(x, y)
