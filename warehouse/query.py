@@ -64,7 +64,7 @@ def run_query(warehouse: Path | str, sql: str) -> pa.Table:
     con = connect(warehouse)
     try:
         try:
-            return con.execute(sql).to_arrow_table()
+            return con.sql(sql).to_arrow_table()
         except duckdb.Error as e:
             raise ValueError(f"query failed: {e}") from e
     finally:

@@ -36,9 +36,8 @@ def qc_png(
     dz, dy, dx = volume.spacing_mm
     j = int(round(np.median([v.centre_voxel[2] for v in vertebrae]))) if vertebrae else nx // 2
     sag = _window(volume.hu[::-1, :, j])  # head at the top
-    sag_img = Image.fromarray(sag).convert("RGB").resize(
-        (max(1, int(ny * dy / (nz * dz) * height)) if nz * dz > 0 else height, height)
-    )
+    width = int(np.clip(height * (ny * dy) / max(nz * dz, 1e-6), 64, 2 * height))
+    sag_img = Image.fromarray(sag).convert("RGB").resize((width, height))
     sx = sag_img.width / ny
     sz = height / nz
     d = ImageDraw.Draw(sag_img)

@@ -32,6 +32,7 @@ ALL_LEVELS: tuple[str, ...] = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i
 
 BONE_HU = 180.0  # cortical / dense bone threshold on the ~2 mm grid (partial volume lowers the cortex)
 RIB_HU = 180.0
+MAX_BODY_RADIUS_MM = 35.0
 _DISK3 = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], dtype=bool)
 
 
@@ -342,7 +343,8 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     if top < 8.0:
         return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
     thr = max(6.0, 0.55 * top)
-    runs = [r for r in _runs(radius >= thr)]
+    # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
+    runs = [r for r in _runs((radius >= thr) & (radius <= MAX_BODY_RADIUS_MM))]
     # Smooth the column path: median of the body-centre positions, per slice, over vertebral slices.
     centre = np.array(where, dtype=float)
     good = radius >= thr

@@ -26,6 +26,8 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from tasks.biomarkers.genant import LEVELS, GenantResult, VertebralHeights, grade_vertebrae
+from tasks.biomarkers.spine import VertebraLabel
+from tasks.dicom.volume import Volume
 
 STEP_MM = 0.25
 N_POINTS = 21
@@ -199,41 +201,6 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     return HeightMeasurement(g.level, float(h[0]), float(h[1]), float(h[2]), depth, centre, n_ok, flags)
 
 
-def guesses_from_centres(
-    centres: Sequence[tuple[str, float, float]], posterior_sign: float = 1.0, half_depth_mm: float = 20.0
-) -> list[BodyGuess]:
-    """Body frames from (level, row_mm, col_mm) centres on a sagittal image.
-
-    The spine axis at a body is the direction between its neighbours' centres (cranial = towards the
-    previous level in ``LEVELS`` order, T10 is the most cranial); the posterior direction is the axis turned
-    by 90 degrees towards ``posterior_sign`` * columns. The searches reach half-way to each neighbour
-    (0.55 of the mean spacing of the series at the ends).
-    """
-    items = sorted(centres, key=lambda c: _order(c[0]))
-    pts = np.array([[c[1], c[2]] for c in items], dtype=float)
-    n = len(items)
-    gaps = [float(np.hypot(*(pts[i + 1] - pts[i]))) for i in range(n - 1)]
-    mean_gap = float(np.mean(gaps)) if gaps else 35.0
-    out = []
-    for i, (level, _, _) in enumerate(items):
-        a = pts[max(i - 1, 0)] - pts[min(i + 1, n - 1)] if n > 1 else np.array([-1.0, 0.0])
-        if not np.any(a):
-            a = np.array([-1.0, 0.0])
-        a = a / np.linalg.norm(a)
-        perp = np.array([-a[1], a[0]])
-        if perp[1] * posterior_sign < 0:
-            perp = -perp
-        up = 0.5 * gaps[i - 1] if i > 0 else 0.55 * mean_gap
-        down = 0.5 * gaps[i] if i < n - 1 else 0.55 * mean_gap
-        out.append(BodyGuess(level, (float(pts[i, 0]), float(pts[i, 1])), (float(a[0]), float(a[1])),
-                             (float(perp[0]), float(perp[1])), up, down, half_depth_mm))
-    return out
-
-
-def _order(level: str) -> int:
-    return LEVELS.index(level) if level in LEVELS else -1
-
-
 @dataclass
 class VertebraAssessment:
     """Heights, ratios and grade of one level, with the measurement flags."""
@@ -264,3 +231,130 @@ def grade_measurements(ms: Sequence[HeightMeasurement]) -> list[GenantResult]:
     known = [m for m in ms if m.level in LEVELS]
     res = {r.level: r for r in grade_vertebrae([m.heights() for m in known])}
     return [res[m.level] for m in known]
+
+
+def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float],
+                   guesses: Sequence[BodyGuess]) -> list[VertebraAssessment]:
+    """Measure every body of ``guesses`` on one sagittal image and grade the series."""
+    ms = [measure_body(image, spacing, g) for g in guesses if g.level in LEVELS]
+    grades = grade_measurements(ms)
+    out = []
+    for m, gr in zip(ms, grades, strict=True):
+        out.append(VertebraAssessment(m.level, m, gr, None, list(m.flags)))
+    return out
+
+
+def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tuple[NDArray[np.float64],
+                                                                                      tuple[float, float]]:
+    """Mid-sagittal reformat of ``volume`` at voxel column ``column`` (right-left index).
+
+    Returns the image (rows: patient z from the lowest slice upwards on a regular grid of the median slice
+    spacing; columns: anterior to posterior) and its (row, column) spacing in mm. The slab of
+    ``slab_mm`` around the column is averaged.
+    """
+    dz, dy, dx = volume.spacing_mm
+    half = max(0, int(round(slab_mm / 2 / dx)))
+    j = int(round(column))
+    j0, j1 = max(0, j - half), min(volume.shape[2], j + half + 1)
+    if j0 >= j1:
+        raise ValueError(f"series {volume.series_instance_uid}: column {column} is outside the volume")
+    sag = volume.hu[:, :, j0:j1].mean(axis=2, dtype=np.float64)
+    zs = np.asarray(volume.slice_z_mm, dtype=np.float64)
+    if len(zs) > 1 and dz > 0:
+        grid = np.arange(zs[0], zs[-1] + dz / 2, dz)
+        k = np.interp(grid, zs, np.arange(len(zs), dtype=np.float64))
+        k0 = np.floor(k).astype(int)
+        k1 = np.minimum(k0 + 1, len(zs) - 1)
+        f = (k - k0)[:, None]
+        sag = sag[k0] * (1 - f) + sag[k1] * f
+    return sag, (float(dz or 1.0), float(dy))
+
+
+def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[VertebraAssessment]:
+    """Heights, ratios and Genant grades of the levels T10-L5 found in a CT volume.
+
+    Parameters
+    ----------
+    volume
+        Canonical HU volume (:class:`tasks.dicom.volume.Volume`).
+    vertebrae
+        Labelled bodies from :func:`tasks.biomarkers.spine.find_vertebrae` (all of them: levels above T10
+        still bound the search of their neighbours).
+
+    Returns
+    -------
+    list of VertebraAssessment
+        One per level T10-L5 present, cranial first; ``body_center_mm`` is the patient z of the centre.
+
+    Notes
+    -----
+    Each body is measured on a 2 mm sagittal slab through its own centre column, so a scoliotic column is
+    followed body by body; rotation about the spine axis is not corrected. With slices thicker than ~3 mm
+    the endplates are located to within about a third of the slice spacing.
+    """
+    if not vertebrae:
+        return []
+    z0 = float(volume.slice_z_mm[0])
+    dz, dy, _ = volume.spacing_mm
+    centres = []
+    half_depths = {}
+    for v in vertebrae:
+        kc, ic, _ = v.centre_voxel
+        centres.append((v.level, volume.z_mm(kc) - z0, ic * dy))
+        half_depths[v.level] = _half_depth(v, dy)
+    # Order for neighbours: by z, cranial first (levels above T10 keep their place in the column).
+    ordered = sorted(centres, key=lambda c: -c[1])
+    guesses = guesses_from_centres(ordered, half_depths)
+    by_level = {v.level: v for v in vertebrae}
+    out: list[VertebraAssessment] = []
+    ms: list[HeightMeasurement] = []
+    for g in guesses:
+        if g.level not in LEVELS:
+            continue
+        img, spacing = sagittal_reformat(volume, by_level[g.level].centre_voxel[2])
+        m = measure_body(img, spacing, g)
+        if "partial_body" in by_level[g.level].flags:
+            m.flags.append("partial_body")
+        ms.append(m)
+    grades = grade_measurements(ms)
+    for m, gr in zip(ms, grades, strict=True):
+        z = z0 + m.centre_mm[0] if m.centre_mm else by_level[m.level].z_mm
+        out.append(VertebraAssessment(m.level, m, gr, float(z), list(m.flags)))
+    return out
+
+
+def _half_depth(v: VertebraLabel, dy: float) -> float:
+    if v.body_mask is not None and v.body_mask.any():
+        rows = np.nonzero(v.body_mask.any(axis=(0, 2)))[0]
+        return float(np.clip((rows.max() - rows.min() + 1) * dy / 2.0, 10.0, 30.0))
+    return float(np.clip(1.3 * v.radius_mm, 12.0, 25.0)) if v.radius_mm else 20.0
+
+
+def guesses_from_centres(
+    ordered: Sequence[tuple[str, float, float]],
+    half_depths: dict[str, float] | None = None,
+    posterior_sign: float = 1.0,
+) -> list[BodyGuess]:
+    """Body frames from (level, row_mm, col_mm) centres on a sagittal image, ordered cranial first.
+
+    The spine axis at a body is the direction from its caudal to its cranial neighbour; the posterior
+    direction is the axis turned by 90 degrees towards ``posterior_sign`` * columns. The endplate searches
+    reach half-way to each neighbour (0.55 of the median spacing at the ends of the column).
+    """
+    half_depths = half_depths or {}
+    pts = np.array([[c[1], c[2]] for c in ordered], dtype=float)
+    n = len(ordered)
+    gaps = [float(np.hypot(*(pts[i + 1] - pts[i]))) for i in range(n - 1)]
+    mean_gap = float(np.median(gaps)) if gaps else 35.0
+    out = []
+    for i, (level, _, _) in enumerate(ordered):
+        a = pts[max(i - 1, 0)] - pts[min(i + 1, n - 1)] if n > 1 else np.array([1.0, 0.0])
+        a = a / np.linalg.norm(a) if np.any(a) else np.array([1.0, 0.0])
+        perp = np.array([-a[1], a[0]])
+        if perp[1] * posterior_sign < 0:
+            perp = -perp
+        up = 0.5 * gaps[i - 1] if i > 0 else 0.55 * mean_gap
+        down = 0.5 * gaps[i] if i < n - 1 else 0.55 * mean_gap
+        out.append(BodyGuess(level, (float(pts[i, 0]), float(pts[i, 1])), (float(a[0]), float(a[1])),
+                             (float(perp[0]), float(perp[1])), up, down, half_depths.get(level, 20.0)))
+    return out

@@ -173,7 +173,7 @@ def stage_omop(source: OmopSource | Mapping[str, pl.LazyFrame | pl.DataFrame], k
     events = pl.concat(parts).join(persons.lazy().select("person_key"), on="person_key", how="semi")
     ev = events.select("domain", "event_date", "end_date").collect()
     order = ev.filter(pl.col("end_date") < pl.col("event_date"))
-    issues.append(_issue("drug_exposure", "plausibleStartBeforeEnd", Severity.WARNING, order.height, ev.height,
+    issues.append(_issue("events", "plausibleStartBeforeEnd", Severity.WARNING, order.height, ev.height,
                          "records end on or after they start",
                          f"{order.height} record(s) end before they start (end taken as start)"))
     events = events.with_columns(

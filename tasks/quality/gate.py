@@ -35,6 +35,7 @@ def check_tables(
     stage: str,
     tables: Mapping[str, pa.Table],
     *,
+    context: Mapping[str, pa.Table] | None = None,
     declared: Mapping[str, Table] | None = None,
     rules: Iterable[Rule] = DOMAIN_RULES,
 ) -> list[CheckResult]:
@@ -45,8 +46,10 @@ def check_tables(
     stage
         The stage that produced (or last changed) ``tables``, e.g. ``"ingest"``, ``"extract"``.
     tables
-        Arrow tables by declared name. Pass the parents of referenced tables too (e.g. ``series`` with
-        ``vertebra_measurements``) so referential rules run; rules whose tables are absent are skipped.
+        Arrow tables by declared name; each gets its suite, and the rules about it run.
+    context
+        Further tables the rules may look up but that are not checked themselves at this stage (e.g.
+        ``series`` when checking ``vertebra_measurements``); rules whose tables are absent are skipped.
     declared
         Declarations to check against; ``schemas.TABLES`` by default.
     rules
@@ -68,7 +71,9 @@ def check_tables(
                 element_count=data.num_rows))
             continue
         out.extend(replace(r, stage=stage) for r in validate_table(table, data))
-    out.extend(run_rules(tables, rules, decl, stage))
+    frames = {**(context or {}), **tables}
+    mine = [r for r in rules if r.table in tables]
+    out.extend(run_rules(frames, mine, decl, stage))
     return out
 
 

@@ -67,7 +67,7 @@ def test_sql_formats(app: typer.Typer, wh: Warehouse, tmp_path: Path) -> None:
     code, out = run(app, "sql", "select 1", "--warehouse", str(wh.root), "--format", "xml")
     assert code == 2 and "xml" in out
     code, out = run(app, "sql", "select 1", "--warehouse", str(wh.root / "nope"))
-    assert code == 2 and "no osteolake.duckdb" in out
+    assert code == 2 and "no osteolake.duckdb" in " ".join(out.split())
 
 
 def test_sql_does_not_import_prefect(app: typer.Typer, wh: Warehouse) -> None:

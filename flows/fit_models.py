@@ -1,0 +1,70 @@
+"""Fit, validate, gate and register the fracture-risk models on the cohort; score everyone.
+
+Reads ``cohort``, ``features`` and the deep-model image crops (``image_crops``) from the snapshot being
+built; writes ``model_registry`` and ``model_metrics`` (appended: every version is kept), ``predictions``
+(replaced: the production model's scores), model cards (``WH/files/model_cards/<version>.html``) and the
+deep model's weights (``WH/files/models/<version>/...``). Settings: ``horizon_years``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from tasks.models.config import ModelConfig
+from tasks.models.suite import fit_and_validate
+from warehouse.lake import SnapshotBuilder, SnapshotInfo
+
+
+@dataclass
+class ModelsStage:
+    counts: dict[str, Any]
+    card_paths: list[str] = field(default_factory=list)
+
+
+def _frame(builder: SnapshotBuilder, table: str) -> pl.DataFrame:
+    df = pl.from_arrow(builder.read(table))
+    assert isinstance(df, pl.DataFrame)
+    return df
+
+
+def _images(builder: SnapshotBuilder) -> dict[str, np.ndarray] | None:
+    """person_key -> L1-centred crop (HU) of the index series, from the ``image_crops`` table."""
+    from tasks.biomarkers.crops import decode_crop
+
+    try:
+        crops = _frame(builder, "image_crops")
+    except KeyError:
+        return None
+    cohort = _frame(builder, "cohort").select("person_key", "index_series_instance_uid")
+    joined = cohort.join(crops, left_on="index_series_instance_uid", right_on="series_instance_uid", how="inner")
+    if joined.height == 0:
+        return None
+    return {row["person_key"]: decode_crop(row) for row in joined.iter_rows(named=True)}
+
+
+def run_models(builder: SnapshotBuilder, horizon_years: float, snapshot_parent: SnapshotInfo | None) -> ModelsStage:
+    """Fit every model family per outcome on the cohort in ``builder``; see the module docstring."""
+    cohort = _frame(builder, "cohort")
+    features = _frame(builder, "features")
+    if cohort.height == 0:
+        return ModelsStage(counts={"skipped": "empty cohort"})
+    config = ModelConfig(horizon_years=horizon_years,
+                         data_snapshot_id=snapshot_parent.id if snapshot_parent else None)
+    run = fit_and_validate(cohort, features, config, images=_images(builder))
+    builder.append("model_registry", run.registry)
+    builder.append("model_metrics", run.metrics)
+    builder.replace("predictions", run.predictions)
+    cards = []
+    for version, html in run.model_cards.items():
+        cards.append(str(builder.put_file(f"model_cards/{version}.html", html.encode())))
+    for key, data in run.artifacts.items():
+        builder.put_file(key, data)
+    return ModelsStage(
+        counts={"models": run.registry.num_rows, "predictions": run.predictions.num_rows,
+                "notes": "; ".join(run.notes)[:300]},
+        card_paths=cards,
+    )

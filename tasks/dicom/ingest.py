@@ -1,0 +1,166 @@
+"""Pure batch functions of ingest: read and parse a batch of files, resolve duplicate instances.
+
+:func:`index_batch` runs on a worker (one batch of listed files -> Arrow tables); :func:`resolve_batch`
+runs in the driver, in path order, so the instance kept for a SOPInstanceUID is the same whatever the
+number of workers or the batch boundaries: the first file by path within a run, the earlier run across runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from schemas import get_table
+from tasks.dicom.header import HeaderError, QuarantineReason, parse_header
+from tasks.dicom.sources import DicomSource, SourceFile
+
+#: Columns the series/studies aggregation needs (kept in memory; ``dicom_json`` is not).
+NARROW_COLUMNS: tuple[str, ...] = (
+    "sop_instance_uid", "study_instance_uid", "series_instance_uid", "frame_of_reference_uid", "person_key",
+    "age_at_study_years", "patient_sex", "modality", "study_date", "study_description", "series_number",
+    "series_description", "protocol_name", "body_part_examined", "image_type", "view_position",
+    "image_orientation_patient", "image_position_patient", "pixel_spacing_mm", "imager_pixel_spacing_mm",
+    "slice_thickness_mm", "rows", "columns", "kvp", "contrast_bolus_agent", "convolution_kernel",
+    "manufacturer", "manufacturer_model_name", "sop_class_uid",
+)
+
+
+def content_hash(data: bytes) -> str:
+    """BLAKE2b-128 of ``data`` as hex (the ``content_hash`` column)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+@dataclass
+class BatchResult:
+    """Parsed rows of one batch, in the batch's path order.
+
+    ``parsed`` are instance rows (one per file that parsed; duplicates not yet resolved) and
+    ``quarantined`` quarantine rows; ``stats`` holds the file count per listed path (``size``, ``mtime``).
+    """
+
+    parsed: pa.Table
+    quarantined: pa.Table
+    listed: list[SourceFile]
+    fast: int = 0
+
+
+def index_batch(
+    source: DicomSource,
+    files: Sequence[SourceFile],
+    *,
+    key: bytes,
+    default_issuer: str | None = None,
+    fast: bool = True,
+) -> BatchResult:
+    """Read, hash and parse ``files``; bad files become quarantine rows, never exceptions.
+
+    Parameters
+    ----------
+    source
+        Where to read the files.
+    files
+        The batch (any order; rows come back sorted by path).
+    key
+        Pseudonymisation key for ``person_key``.
+    default_issuer
+        IssuerOfPatientID to assume when a file has none.
+    fast
+        ``False`` uses the pydicom reference reader only.
+    """
+    rows: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    n_fast = 0
+    for sf in sorted(files):
+        try:
+            data = source.read_bytes(sf.path)
+        except Exception as e:  # noqa: BLE001 - any read failure is a property of this file
+            bad.append({"path": sf.path, "size_bytes": None, "content_hash": None,
+                        "reason": QuarantineReason.UNREADABLE.value, "message": f"{type(e).__name__}: {e}"})
+            continue
+        h = content_hash(data)
+        try:
+            row = parse_header(data, key=key, default_issuer=default_issuer, fast=fast)
+        except HeaderError as e:
+            bad.append({"path": sf.path, "size_bytes": len(data), "content_hash": h,
+                        "reason": e.reason.value, "message": e.message[:500]})
+            continue
+        except Exception as e:  # noqa: BLE001 - a reader bug must not stop the batch
+            bad.append({"path": sf.path, "size_bytes": len(data), "content_hash": h,
+                        "reason": QuarantineReason.PARSE_ERROR.value, "message": f"{type(e).__name__}: {e}"[:500]})
+            continue
+        n_fast += row["parser"] == "fast"
+        row["path"] = sf.path
+        row["size_bytes"] = len(data)
+        row["content_hash"] = h
+        rows.append(row)
+    inst = get_table("instances")
+    quarantine = get_table("quarantine")
+    parsed = inst.conform(pa.Table.from_pylist(rows, schema=_partial_schema(inst.arrow_schema(), rows)))
+    qt = quarantine.conform(pa.Table.from_pylist(bad, schema=_partial_schema(quarantine.arrow_schema(), bad)))
+    return BatchResult(parsed=parsed, quarantined=qt, listed=list(files), fast=n_fast)
+
+
+def _partial_schema(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Schema:
+    names = set(rows[0]) if rows else {"path"}
+    return pa.schema([f for f in schema if f.name in names])
+
+
+@dataclass
+class Resolved:
+    """A batch after duplicate resolution: what to append, and the manifest rows of its files."""
+
+    instances: pa.Table
+    duplicates: pa.Table
+    quarantine: pa.Table
+    manifest: pa.Table
+
+
+def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id: str) -> Resolved:
+    """Keep the first file of each SOPInstanceUID; record the others as duplicates.
+
+    Parameters
+    ----------
+    batch
+        Output of :func:`index_batch`.
+    known
+        SOPInstanceUID -> (path, content_hash) of instances already indexed; updated in place.
+    run_id
+        Written to the manifest, duplicates and quarantine rows.
+    """
+    p = batch.parsed
+    sops = p.column("sop_instance_uid").to_pylist()
+    paths = p.column("path").to_pylist()
+    hashes = p.column("content_hash").to_pylist()
+    keep: list[int] = []
+    dups: list[dict[str, Any]] = []
+    status: dict[str, tuple[str, str | None, str | None]] = {}
+    for i, (sop, path, h) in enumerate(zip(sops, paths, hashes, strict=True)):
+        first = known.get(sop)
+        if first is None or first[0] == path:
+            known[sop] = (path, h)
+            keep.append(i)
+            status[path] = ("indexed", h, sop)
+        else:
+            dups.append({"path": path, "sop_instance_uid": sop, "indexed_path": first[0], "content_hash": h,
+                         "is_identical": first[1] == h, "run_id": run_id})
+            status[path] = ("duplicate", h, sop)
+    q = batch.quarantined
+    for path, h in zip(q.column("path").to_pylist(), q.column("content_hash").to_pylist(), strict=True):
+        status[path] = ("quarantined", h, None)
+    mrows = []
+    for sf in sorted(batch.listed):
+        st, h, sop = status[sf.path]
+        mrows.append({"path": sf.path, "size_bytes": sf.size, "mtime": sf.mtime, "content_hash": h,
+                      "status": st, "sop_instance_uid": sop, "run_id": run_id})
+    q = q.set_column(q.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * q.num_rows, pa.string()))
+    return Resolved(
+        instances=p.take(keep),
+        duplicates=get_table("duplicates").conform(
+            pa.Table.from_pylist(dups, schema=_partial_schema(get_table("duplicates").arrow_schema(), dups))),
+        quarantine=q,
+        manifest=get_table("manifest").conform(pa.Table.from_pylist(mrows, schema=get_table("manifest").arrow_schema())),
+    )

@@ -1,0 +1,46 @@
+-- risk_deciles: predicted risk deciles of each outcome's production model against observed fractures.
+-- grain: one row per outcome and decile of predicted risk (1 = lowest)
+-- Observed risk is the complete-case proportion at the horizon: events within the horizon over persons
+-- with an event within it or followed event-free to it (persons censored earlier are left out and
+-- counted in n_censored_early). It is a descriptive check, not a substitute for the calibration metrics.
+with scored as (
+    select
+        p.outcome,
+        p.person_key,
+        p.risk,
+        p.horizon_years,
+        case p.outcome when 'hip' then c.time_hip_years else c.time_mof_years end as time_years,
+        case p.outcome when 'hip' then c.is_event_hip else c.is_event_mof end as is_event
+    from marts.predictions p
+    join marts.cohort c using (person_key)
+    where p.risk is not null
+),
+
+ranked as (
+    select *, ntile(10) over (partition by outcome order by risk, person_key) as risk_decile
+    from scored
+),
+
+classified as (
+    select *,
+        coalesce(is_event and time_years <= horizon_years, false) as is_event_in_horizon,
+        coalesce(time_years >= horizon_years, false) or coalesce(is_event and time_years <= horizon_years, false)
+            as is_known_at_horizon
+    from ranked
+),
+
+final as (
+    select
+        outcome,
+        risk_decile,
+        count(*) as n_persons,
+        avg(risk) as mean_predicted_risk,
+        sum(case when is_event_in_horizon then 1 else 0 end) as n_events,
+        sum(case when is_known_at_horizon then 0 else 1 end) as n_censored_early,
+        sum(case when is_event_in_horizon then 1 else 0 end)::double
+            / nullif(sum(case when is_known_at_horizon then 1 else 0 end), 0) as observed_risk
+    from classified
+    group by outcome, risk_decile
+)
+
+select * from final
