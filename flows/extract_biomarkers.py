@@ -12,12 +12,13 @@ Settings: archives (to open the files), dask address/workers, ``extract_timeout_
 
 from __future__ import annotations
 
+import io
 import time
 import traceback
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 import pyarrow as pa
@@ -57,15 +58,15 @@ class BatchOutput:
 
 def extractors() -> tuple[Extractor, ...]:
     """The registered extractors and their current versions."""
-    from tasks.biomarkers.extract import EXTRACTOR_VERSION as CT_VERSION
-    from tasks.biomarkers.projection import EXTRACTOR_VERSION as PROJ_VERSION
+    from tasks.biomarkers import extract as ct
+    from tasks.biomarkers import projection
 
     return (
-        Extractor("ct_spine", ("is_eligible_ct_spine",), CT_VERSION),
+        Extractor(ct.EXTRACTOR, ("is_eligible_ct_spine",), ct.EXTRACTOR_VERSION),
         Extractor(
-            "projection",
+            projection.EXTRACTOR,
             ("is_eligible_vertebral_fracture_dx", "is_eligible_dxa_hip", "is_eligible_dxa_spine"),
-            PROJ_VERSION,
+            projection.EXTRACTOR_VERSION,
         ),
     )
 
@@ -99,11 +100,12 @@ def plan(
     return jobs
 
 
-def _run_one(job: SeriesJob, opener: Callable[[str], bytes] | None) -> tuple[Any, str | None]:
-    from tasks.biomarkers.extract import extract_ct_series
+def _run_one(job: SeriesJob, opener: Callable[[str], IO[bytes]] | None) -> tuple[Any, str | None]:
     from tasks.biomarkers.projection import extract_projection_series
 
-    fn = extract_ct_series if job.extractor == "ct_spine" else extract_projection_series
+    from tasks.biomarkers import extract as ct
+
+    fn = ct.extract_ct_series if job.extractor == ct.EXTRACTOR else extract_projection_series
     last: Exception | None = None
     for attempt in range(IO_ATTEMPTS):
         try:
@@ -128,11 +130,27 @@ def _run_row(job: SeriesJob, status: str, seconds: float, error: str | None = No
     return row
 
 
+def make_opener(sources: Sequence[str]) -> Callable[[str], IO[bytes]]:
+    """An opener for indexed paths: a local file directly, anything else through the source that lists it."""
+    from tasks.dicom.sources import open_source
+
+    opened = [open_source(s) for s in sources]
+
+    def _open(path: str) -> IO[bytes]:
+        if "://" not in path:
+            return open(path, "rb")
+        for src in opened:
+            prefix = src.spec.removeprefix("dicomweb+").rstrip("/")
+            if path.removeprefix("dicomweb+").startswith(prefix):
+                return io.BytesIO(src.read_bytes(path))
+        raise OSError(f"{path}: not inside any configured archive ({', '.join(sources)})")
+
+    return _open
+
+
 def extract_batch_fn(jobs: Sequence[SeriesJob], sources: Sequence[str]) -> BatchOutput:
     """Run the extractor of every job; record each outcome (the plain function behind the Prefect task)."""
     from tasks.biomarkers.crops import crop_row, crops_table, l1_sagittal_crop
-    from tasks.dicom.sources import make_opener
-
     opener = make_opener(sources)
     out = BatchOutput()
     crops: list[dict[str, Any]] = []
@@ -143,18 +161,21 @@ def extract_batch_fn(jobs: Sequence[SeriesJob], sources: Sequence[str]) -> Batch
             if result is None:
                 out.runs.append(_run_row(job, "failed", time.perf_counter() - start, io_error))
                 continue
-            for name, table in result.tables().items():
-                if name == "extraction_runs":
-                    continue
+            tables = result.tables()
+            run_table = tables.pop("extraction_runs", None)
+            for name, table in tables.items():
                 out.tables.setdefault(name, []).append(table)
             if getattr(result, "qc_png", None):
                 out.files[f"qc/{job.series_instance_uid}.png"] = result.qc_png
-            volume, vertebrae = getattr(result, "volume", None), getattr(result, "vertebrae_labels", None)
+            volume, vertebrae = getattr(result, "volume", None), getattr(result, "vertebrae", None)
             if volume is not None and vertebrae:
                 img = l1_sagittal_crop(volume, vertebrae)
                 if img is not None:
                     crops.append(crop_row(job.series_instance_uid, img))
-            out.runs.append(_run_row(job, result.status, time.perf_counter() - start, None, **result.run_fields()))
+            if run_table is not None and run_table.num_rows:
+                out.runs.extend(run_table.to_pylist())
+            else:
+                out.runs.append(_run_row(job, getattr(result, "status", "ok"), time.perf_counter() - start))
         except Exception as e:  # a bad series is recorded, never fatal to the batch
             msg = f"{type(e).__name__}: {e}"
             tb = traceback.format_exc(limit=3)

@@ -122,6 +122,7 @@ def finish(ds: Dataset, sop_uid: str, syntax: Syntax | str = Syntax.EXPLICIT) ->
     meta.MediaStorageSOPInstanceUID = sop_uid
     meta.ImplementationClassUID = IMPLEMENTATION_UID
     meta.ImplementationVersionName = "OSTEOLAKE_SYN"
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta
     if syntax is Syntax.RLE and "PixelData" in ds:
         ds.compress(RLELossless, generate_instance_uid=False)

@@ -53,10 +53,10 @@ class DirtPlan:
             if rec.row["kind"] in ("ct_axial_thin", "ct_axial_thick", "ct_localizer"):
                 ct.setdefault(rec.row["study_instance_uid"], {})[rec.row["kind"]] = rec
         for i, study in enumerate(ct.values()):
-            if i % PERIOD == 0:
-                self._study_dirt(arc, truth, study, first=(i == 0))
             if i % PERIOD == 2 or (i == 0 and len(ct) < 3):
                 self._drop_tags(arc, truth, study["ct_axial_thick"], ("KVP", "ConvolutionKernel", "SliceLocation"))
+            if i % PERIOD == 0:
+                self._study_dirt(arc, truth, study, first=(i == 0))
         for rec in arc.series:
             prm = rec.row.get("_params")
             if prm is not None and prm.drop_tags:
@@ -98,10 +98,7 @@ class DirtPlan:
     def _drop_tags(self, arc: Archive, truth: TruthRows, rec: SeriesRecord, tags: tuple[str, ...]) -> None:
         for f in rec.files:
             path = arc.root / f
-            try:
-                ds = pydicom.dcmread(path)
-            except Exception:  # the truncated file stays as it is
-                continue
+            ds = pydicom.dcmread(path)
             for t in tags:
                 if t in ds:
                     delattr(ds, t)

@@ -87,7 +87,9 @@ def _table_paths(root: Path, manifest: Mapping[str, Any] | None, name: str) -> l
     return [root / f["path"] for f in entry["files"]] if entry else []
 
 
-def _build_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, taken: set[str]) -> list[ModelStatus]:
+def _build_models(
+    con: duckdb.DuckDBPyConnection, sql_dir: Path, taken: set[str], materialise: bool
+) -> list[ModelStatus]:
     pending = model_files(sql_dir)
     errors: dict[Path, str] = {}
     built: list[ModelStatus] = []
@@ -97,8 +99,9 @@ def _build_models(con: duckdb.DuckDBPyConnection, sql_dir: Path, taken: set[str]
         for schema, path in list(pending):
             body = path.read_text().strip().rstrip(";")
             name = path.stem
+            kind = "TABLE" if materialise and schema == "marts" else "VIEW"
             try:
-                con.execute(f"CREATE VIEW {quote_ident(schema)}.{quote_ident(name)} AS\n{body}")
+                con.execute(f"CREATE {kind} {quote_ident(schema)}.{quote_ident(name)} AS\n{body}")
             except duckdb.Error as e:
                 errors[path] = str(e).splitlines()[0]
                 continue
@@ -119,6 +122,7 @@ def build_catalog(
     *,
     tables: Mapping[str, Table] | None = None,
     sql_dir: Path = SQL_DIR,
+    materialise_marts: bool = True,
 ) -> list[ModelStatus]:
     """Write a new catalog for ``manifest`` (``None``: no snapshot yet) at ``out``.
 
@@ -134,6 +138,9 @@ def build_catalog(
         Declared tables (default: the registry).
     sql_dir
         Folder with ``staging/`` and ``marts/`` SQL models.
+    materialise_marts
+        Store the mart models as tables inside the catalog (computed once per publish, fast to query)
+        rather than as views recomputed by every query. Staging models are always views.
 
     Returns
     -------
@@ -175,7 +182,7 @@ def build_catalog(
                     "allowed_values VARCHAR, phi_class VARCHAR, description VARCHAR)")
         if col_rows:
             con.executemany("INSERT INTO meta.columns VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", col_rows)
-        models = _build_models(con, sql_dir, taken)
+        models = _build_models(con, sql_dir, taken, materialise_marts)
         con.execute("CREATE TABLE meta.models (model_name VARCHAR, schema_name VARCHAR, path VARCHAR, "
                     "is_built BOOLEAN, error VARCHAR)")
         if models:

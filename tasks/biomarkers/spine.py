@@ -148,8 +148,9 @@ def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
         return None
     ci, cj = np.unravel_index(int(np.argmax(sm)), sm.shape)
     del ys, xs
-    hi, hj = int(45.0 / sy), int(35.0 / sx)
-    return (max(0, ci - hi), min(occ.shape[0], ci + hi + 1), max(0, cj - hj), min(occ.shape[1], cj + hj + 1))
+    # The peak sits on the posterior elements or the body: reach 75 mm forward, 50 mm back.
+    ha, hp, hj = int(75.0 / sy), int(50.0 / sy), int(35.0 / sx)
+    return (max(0, ci - ha), min(occ.shape[0], ci + hp + 1), max(0, cj - hj), min(occ.shape[1], cj + hj + 1))
 
 
 def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
