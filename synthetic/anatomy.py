@@ -284,11 +284,19 @@ class Anatomy:
     def _paint_ribs(self, c: _Canvas, z: float) -> None:
         for pts, r in self.ribs:
             near = pts[np.abs(pts[:, 2] - z) < r]
-            for px, py, pz in near:
-                rr = math.sqrt(r * r - (pz - z) ** 2)
-                c.ellipse(px, py, rr, rr, POST_BONE)
-                if rr > 2.0:
-                    c.ellipse(px, py, rr - 1.5, rr - 1.5, RIB_MARROW)
+            if not len(near):
+                continue
+            rr = np.sqrt(r * r - (near[:, 2] - z) ** 2)
+            sl = c.bbox(float((near[:, 0] - rr).min()), float((near[:, 0] + rr).max()),
+                        float((near[:, 1] - rr).min()), float((near[:, 1] + rr).max()))
+            if sl is None:
+                continue
+            sy, sx, xx, yy = sl
+            d2 = (xx[..., None] - near[:, 0]) ** 2 + (yy[..., None] - near[:, 1]) ** 2  # (ny, nx, n)
+            sub = c.lab[sy, sx]
+            sub[(d2 <= rr**2).any(axis=-1)] = POST_BONE
+            inner = np.clip(rr - 1.5, 0.0, None)
+            sub[(d2 <= inner**2).any(axis=-1)] = RIB_MARROW
 
     # ---------------------------------------------------------------------------------------------- pelvis
     def _paint_pelvis(self, c: _Canvas, z: float) -> None:
@@ -349,7 +357,9 @@ class _Canvas:
         m = ((xx - cx) / ax) ** 2 + ((yy - cy) / ay) ** 2 <= 1.0
         sub = self.lab[sy, sx]
         if only is not None:
-            m &= np.isin(sub, only)
+            allowed = np.zeros(256, dtype=bool)
+            allowed[list(only)] = True
+            m &= allowed[sub]
         sub[m] = label
 
     def rect(self, x0: float, x1: float, y0: float, y1: float, label: int) -> None:

@@ -144,7 +144,7 @@ def render_clean(anat: Anatomy, table: np.ndarray, params: CTParams, zs: np.ndar
     """Noise-free HU planes (len(zs), ny, nx) at positions ``zs`` before the kernel blur."""
     x, y = grid(params)
     th = params.slice_mm if thickness is None else thickness
-    offs = np.array([-th / 4.0, th / 4.0]) if th > 2.0 else np.array([0.0])
+    offs = np.array([-th / 4.0, th / 4.0]) if th > 3.0 else np.array([0.0])
     out = np.empty((len(zs), len(y), len(x)), dtype=np.float32)
     tan = np.tan(np.radians(params.tilt_deg))
     z_ref = float(zs[0]) if len(zs) else 0.0

@@ -89,24 +89,29 @@ def axial_datasets(
     x, y = grid(params)
     tan = np.tan(np.radians(params.tilt_deg))
     desc = description or f"{'BONE' if params.sharp else 'STD'} {params.slice_mm:g}mm AXIAL"
-    out = []
     stored = _store(img, params)
+    tpl = _base(ctx, "CT", series_uid, number, desc, params.manufacturer, io.CT_IMAGE, "ABDOMEN")
+    tpl.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    _ct_common(tpl, params)
+    tpl.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    tpl.PixelSpacing = [f"{params.spacing:.6f}", f"{params.spacing:.6f}"]
+    tpl.SliceThickness = f"{params.slice_mm:g}"
+    tpl.RescaleIntercept = f"{params.intercept:g}"
+    tpl.WindowCenter, tpl.WindowWidth = "40", "400"
+    io.set_pixels(tpl, stored[0], signed=params.signed, bits_stored=16 if params.signed else 12)
+    del tpl.PixelData
+    for tag_name in params.drop_tags:
+        if tag_name in tpl:
+            delattr(tpl, tag_name)
+    dtype = np.int16 if params.signed else np.uint16
+    out = []
     for k, z in enumerate(zs):
-        ds = _base(ctx, "CT", series_uid, number, desc, params.manufacturer, io.CT_IMAGE, "ABDOMEN")
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        _ct_common(ds, params)
+        ds = io.instance(tpl)
         ds.InstanceNumber = k + 1
         ds.ImagePositionPatient = [f"{x[0]:.3f}", f"{y[0] + (z - zs[0]) * tan:.3f}", f"{z:.3f}"]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
-        ds.PixelSpacing = [f"{params.spacing:.6f}", f"{params.spacing:.6f}"]
-        ds.SliceThickness = f"{params.slice_mm:g}"
-        ds.SliceLocation = f"{z:.3f}"
-        ds.RescaleIntercept = f"{params.intercept:g}"
-        ds.WindowCenter, ds.WindowWidth = "40", "400"
-        io.set_pixels(ds, stored[k], signed=params.signed, bits_stored=16 if params.signed else 12)
-        for tag_name in params.drop_tags:
-            if tag_name in ds:
-                delattr(ds, tag_name)
+        if "SliceLocation" not in params.drop_tags:
+            ds.SliceLocation = f"{z:.3f}"
+        ds.add_new(0x7FE00010, "OW", np.ascontiguousarray(stored[k].astype(dtype)).tobytes())
         out.append(io.finish(ds, io.uid("sop", series_uid, k), params.syntax))
     return out, series_uid
 

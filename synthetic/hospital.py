@@ -64,8 +64,8 @@ class Archive:
                                 "study_date": study.study_date})
         for k, ds in enumerate(datasets):
             name = f"{ds.SOPInstanceUID.rsplit('.', 1)[-1][-14:]}.dcm" if with_ext else f"IM{k + 1:06d}"
-            io.write(ds, self.root / folder / name)
             rec.files.append(f"{folder}/{name}")
+        io.write_series(datasets, [self.root / f for f in rec.files])
         rec.row["n_files"] = len(rec.files)
         self.series.append(rec)
         return rec

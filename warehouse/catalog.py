@@ -78,6 +78,14 @@ def _table_select(con: duckdb.DuckDBPyConnection, decl: Table, paths: list[Path]
     return f"SELECT {', '.join(cols)} FROM {source}"
 
 
+def _run_log_select(con: duckdb.DuckDBPyConnection, decl: Table, root: Path) -> str:
+    """The run log is append-only: its view globs the folder, so new runs appear without a rebuild."""
+    folder = root / "runs" / decl.name
+    if not any(folder.glob("*.parquet")):
+        return empty_select_sql(decl)
+    return _table_select(con, decl, [folder / "*.parquet"])
+
+
 def _table_paths(root: Path, manifest: Mapping[str, Any] | None, name: str) -> list[Path]:
     if name in _RUN_LOG:
         return sorted((root / "runs" / name).glob("*.parquet"))
@@ -99,7 +107,8 @@ def _build_models(
         for schema, path in list(pending):
             body = path.read_text().strip().rstrip(";")
             name = path.stem
-            kind = "TABLE" if materialise and schema == "marts" else "VIEW"
+            as_view = "-- config: view" in body
+            kind = "TABLE" if materialise and schema == "marts" and not as_view else "VIEW"
             try:
                 con.execute(f"CREATE {kind} {quote_ident(schema)}.{quote_ident(name)} AS\n{body}")
             except duckdb.Error as e:
@@ -140,7 +149,8 @@ def build_catalog(
         Folder with ``staging/`` and ``marts/`` SQL models.
     materialise_marts
         Store the mart models as tables inside the catalog (computed once per publish, fast to query)
-        rather than as views recomputed by every query. Staging models are always views.
+        rather than as views recomputed by every query. Staging models, and marts whose file contains the
+        line ``-- config: view`` (those over the run log, which grows between publishes), are views.
 
     Returns
     -------
@@ -160,7 +170,8 @@ def build_catalog(
             decl = tables[name]
             paths = _table_paths(root, manifest, name)
             layer = decl.layer.value
-            con.execute(f"CREATE VIEW {layer}.{quote_ident(name)} AS {_table_select(con, decl, paths)}")
+            select = _run_log_select(con, decl, root) if name in _RUN_LOG else _table_select(con, decl, paths)
+            con.execute(f"CREATE VIEW {layer}.{quote_ident(name)} AS {select}")
             con.execute(f"CREATE VIEW main.{quote_ident(name)} AS SELECT * FROM {layer}.{quote_ident(name)}")
             taken.add(name)
             if name in _RUN_LOG or manifest is None:

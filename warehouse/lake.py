@@ -266,10 +266,14 @@ class Warehouse:
             summ = get_table("run_summaries")
             summ_tbl = summ.conform(pa.Table.from_pylist([summ_row]).select(
                 [n for n in summ_row if n in summ.column_names]))
+            had = {t: any((self.root / "runs" / t).glob("*.parquet")) for t in RUN_LOG_TABLES}
             if dq.num_rows:
                 _write_parquet(self.root, f"runs/dq_results/{stamp}-{safe}.parquet", dq)
             _write_parquet(self.root, f"runs/run_summaries/{stamp}-{safe}.parquet", summ_tbl)
-            self._switch(self.manifest(sid) if sid else None, write_current=False)
+            has = {t: any((self.root / "runs" / t).glob("*.parquet")) for t in RUN_LOG_TABLES}
+            # run-log views glob their folder: rebuild only when one goes from typed-empty to files
+            if had != has or not self.catalog_path.exists():
+                self._switch(self.manifest(sid) if sid else None, write_current=False)
 
     # -- internals -----------------------------------------------------------------------------------
     def _switch(self, manifest: dict[str, Any] | None, write_current: bool = True) -> None:

@@ -67,6 +67,11 @@ OMOP_DDL: dict[str, str] = {
         "alg_system text, alg_datetime timestamp"
     ),
 }
+#: numeric columns with units that describe the acquisition or geometry of the measurement, not the person
+_NOT_BIOMARKERS = frozenset({"z_mm", "kvp", "body_center_mm", "roi_volume_mm3", "n_pixels", "pixel_mm", "slice_mm",
+                             "seconds"})
+#: unitless biomarkers exported all the same (table, column) -> unit source value
+_UNITLESS = {("vertebral_fractures", "genant_grade"): "grade", ("texture", "tbs_index"): "1"}
 ORDER = ("procedure_occurrence", "image_occurrence", "measurement", "image_feature")
 
 
@@ -88,8 +93,9 @@ def biomarker_columns() -> list[tuple[str, str, str, str | None]]:
         site = t.key[1] if len(t.key) > 1 else None
         for c in t.columns:
             numeric = pa.types.is_integer(c.type) or pa.types.is_floating(c.type)
-            if numeric and c.unit and c.name not in t.key:
-                out.append((t.name, c.name, c.unit, site))
+            unit = c.unit or _UNITLESS.get((t.name, c.name))
+            if numeric and unit and c.name not in t.key and c.name not in _NOT_BIOMARKERS:
+                out.append((t.name, c.name, unit, site))
     return out
 
 

@@ -36,7 +36,12 @@ _MODULES = (
 
 def _register_all() -> None:
     for name in _MODULES:
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:  # a real missing dependency inside the module: fail loudly
+                raise
+            continue  # a command module not installed in this build; tests/flows/test_cli.py checks all exist
         module.register(app)
 
 

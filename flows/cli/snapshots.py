@@ -50,7 +50,9 @@ def register(app: typer.Typer) -> None:
             ], default=str))
             return
         table = Table(show_header=True, header_style="bold")
-        for col in ("", "snapshot", "created (UTC)", "run", "tables", "rows"):
+        table.add_column("")
+        table.add_column("snapshot", no_wrap=True, min_width=29)
+        for col in ("created (UTC)", "run", "tables", "rows"):
             table.add_column(col)
         for s in snaps:
             table.add_row("*" if s.is_current else "", s.id, s.created_at.strftime("%Y-%m-%d %H:%M:%S"),

@@ -1,7 +1,7 @@
 """Trabecular attenuation and volumetric BMD per vertebral level.
 
 The region of interest is the inside of the vertebral body, at least 4 mm clear of the cortex, in the
-central half of the body's height (away from the endplates) and anterior to the posterior fifth of the
+central half of the body's height (away from the endplates) and anterior to the posterior 40% of the
 body, where the basivertebral vein enters.
 
 Calibration (HU -> mg/cm3 K2HPO4-equivalent) is linear. The default is an asynchronous, scanner-agnostic
@@ -101,7 +101,7 @@ def trabecular_roi(volume: Volume, v: VertebraLabel, clearance_mm: float = 4.0) 
         inner = dt >= clearance_mm
         rows = np.nonzero(m.any(axis=1))[0]
         front, back = rows.min(), rows.max()
-        cut = front + int(0.8 * (back - front))
+        cut = front + int(0.6 * (back - front))
         inner[cut:, :] = False
         roi[k - k0] = inner
     return roi

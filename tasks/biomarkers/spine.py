@@ -147,9 +147,11 @@ def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
     if sm.max() <= 0:
         return None
     ci, cj = np.unravel_index(int(np.argmax(sm)), sm.shape)
+    # Laterally the column sits on the body's midline; the occupancy peak may be on a pedicle or rib.
+    cj = int(round(xc)) if abs(cj - xc) * sx < 30.0 else cj
     del ys, xs
     # The peak sits on the posterior elements or the body: reach 75 mm forward, 50 mm back.
-    ha, hp, hj = int(75.0 / sy), int(50.0 / sy), int(35.0 / sx)
+    ha, hp, hj = int(75.0 / sy), int(50.0 / sy), int(40.0 / sx)
     return (max(0, ci - ha), min(occ.shape[0], ci + hp + 1), max(0, cj - hj), min(occ.shape[1], cj + hj + 1))
 
 
@@ -161,8 +163,9 @@ def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndar
     radius = np.zeros(nz)
     where = np.zeros((nz, 2))
     for k in range(nz):
-        # A closing (~4 mm) seals the thin, partial-volumed cortex so the filled ring becomes the body.
-        m = ndi.binary_closing(g.hu[k, i0:i1, j0:j1] > BONE_HU, structure=_DISK3, border_value=0)
+        # A dilation (2 px, >= 4 mm) seals the thin, partial-volumed or aliased cortex so the filled ring
+        # becomes the body (a closing would reopen gaps wider than its radius). Radii are 2 px smaller.
+        m = ndi.binary_dilation(g.hu[k, i0:i1, j0:j1] > BONE_HU, structure=_DISK3)
         m = ndi.binary_fill_holes(m)
         if not m.any():
             where[k] = ((i0 + i1) / 2, (j0 + j1) / 2)
@@ -190,6 +193,24 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
+def _merge_split(runs: list[tuple[int, int]], dz: float) -> list[tuple[int, int]]:
+    """Join two short runs separated by one thin gap (<= 3 mm): a body whose ring opened at the
+    basivertebral vein, not a disc (discs are >= 6 mm and leave both neighbours full height)."""
+    if len(runs) < 3:
+        return runs
+    med = float(np.median([(b - a + 1) * dz for a, b in runs]))
+    out = [runs[0]]
+    for a, b in runs[1:]:
+        pa, pb = out[-1]
+        gap = (a - pb - 1) * dz
+        short = (pb - pa + 1) * dz < 0.75 * med and (b - a + 1) * dz < 0.75 * med
+        if gap <= 3.0 and short and (b - pa + 1) * dz <= 1.3 * med:
+            out[-1] = (pa, b)
+        else:
+            out.append((a, b))
+    return out
+
+
 def _lateral_features(g: SpineGrid, k0: int, k1: int, ci: float, cj: float) -> tuple[float, float]:
     """(rib fraction, bone width mm) at low slices k0..k1 around the column at (ci, cj).
 
@@ -206,16 +227,19 @@ def _lateral_features(g: SpineGrid, k0: int, k1: int, ci: float, cj: float) -> t
     sl = g.hu[k0 : k1 + 1]
     bone = (sl > RIB_HU) & g.body[k0 : k1 + 1]
     rib = float((bone & band).any(axis=0).sum() * sy * sx)  # mm^2 of bone footprint in the band
+    # Width: the bone plate through the body centre after an opening (r ~6 mm) that removes ribs and
+    # transverse processes; the sacrum with its alae is >= 95 mm wide, a vertebral body < 60 mm.
     km = (k0 + k1) // 2
-    row = (g.hu[km] > RIB_HU) & (np.abs(yy) <= 30.0)
-    cols = np.nonzero(row.any(axis=0))[0]
-    lab, _ = ndi.label(row.any(axis=0))
+    m = ndi.binary_fill_holes(ndi.binary_closing(g.hu[km] > RIB_HU, structure=_DISK3))
+    r = max(1, int(round(6.0 / sx)))
+    yy_, xx_ = np.mgrid[-r : r + 1, -r : r + 1]
+    m = ndi.binary_opening(m, structure=(yy_**2 + xx_**2) <= r * r)
+    lab, _ = ndi.label(m)
     width = 0.0
-    c = int(round(cj))
-    if 0 <= c < nx and lab[c]:
-        sel = np.nonzero(lab == lab[c])[0]
+    c = (int(round(ci)), int(round(cj)))
+    if 0 <= c[0] < ny and 0 <= c[1] < nx and lab[c]:
+        sel = np.nonzero((lab == lab[c]).any(axis=0))[0]
         width = float((sel.max() - sel.min() + 1) * sx)
-    del cols
     return rib, width
 
 
@@ -299,22 +323,38 @@ def _label(n: int, rib: list[bool], sacrum: int | None) -> tuple[list[str | None
 
 
 def _body_mask(volume: Volume, bbox: tuple[int, int, int, int, int, int], ci: float, cj: float) -> np.ndarray:
-    """Full-resolution body mask inside ``bbox``: filled bone, opened by a 5 mm disk to drop the
-    posterior elements, the component holding the centre."""
+    """Full-resolution body mask inside ``bbox``, slice by slice: the cortical ring (threshold halfway
+    between the trabecular core and the densest bone of the box) is sealed by a small closing, the hole
+    holding the centre is the trabecular interior, and a 1.5 mm dilation adds the cortex back. The canal
+    is a different hole, so it is never part of the body. Slices whose ring is open stay empty."""
     k0, k1, i0, i1, j0, j1 = bbox
     _, dy, dx = volume.spacing_mm
     sub = volume.hu[k0:k1, i0:i1, j0:j1]
     out = np.zeros(sub.shape, dtype=bool)
-    r = max(1, int(round(5.0 / dx)))
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = (yy * dy) ** 2 + (xx * dx) ** 2 <= 25.0
     c = (int(round(ci)) - i0, int(round(cj)) - j0)
+    if not (0 <= c[0] < sub.shape[1] and 0 <= c[1] < sub.shape[2]):
+        return out
+    r = 2 if dx > 1.2 else max(2, int(round(2.5 / dx)))  # seals gaps of an aliased cortex (2-3 px)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = yy**2 + xx**2 <= r * r + 0.5
+    rb = max(1, int(round(1.5 / dx)))
+    yy, xx = np.mgrid[-rb : rb + 1, -rb : rb + 1]
+    back = yy**2 + xx**2 <= rb * rb + 0.5
+    core_r = max(1, int(round(4.0 / dx)))
     for k in range(sub.shape[0]):
-        m = ndi.binary_fill_holes(sub[k] > BONE_HU)
-        m = ndi.binary_opening(m, structure=disk)
-        lab, _ = ndi.label(m)
-        if 0 <= c[0] < m.shape[0] and 0 <= c[1] < m.shape[1] and lab[c]:
-            out[k] = lab == lab[c]
+        s = sub[k]
+        core = s[max(0, c[0] - core_r) : c[0] + core_r + 1, max(0, c[1] - core_r) : c[1] + core_r + 1]
+        med = float(np.median(core))
+        thr = max(BONE_HU, med + 0.4 * (float(np.percentile(s, 99.5)) - med))
+        ring = ndi.binary_dilation(s > thr, structure=disk)
+        holes, _ = ndi.label(~ring)
+        h = holes[c]
+        if h == 0:
+            continue
+        interior = holes == h
+        if interior[0, :].any() or interior[-1, :].any() or interior[:, 0].any() or interior[:, -1].any():
+            continue  # ring open: the hole leaks to the border
+        out[k] = ndi.binary_dilation(ndi.binary_dilation(interior, structure=disk), structure=back)
     return out
 
 
@@ -345,7 +385,7 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
         return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
     thr = max(6.0, 0.55 * top)
     # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
-    runs = [r for r in _runs((radius >= thr) & (radius <= MAX_BODY_RADIUS_MM))]
+    runs = _merge_split(_runs((radius >= thr) & (radius <= MAX_BODY_RADIUS_MM)), g.spacing_mm[0])
     # Smooth the column path: median of the body-centre positions, per slice, over vertebral slices.
     centre = np.array(where, dtype=float)
     good = radius >= thr

@@ -33,6 +33,9 @@ STEP_MM = 0.25
 N_POINTS = 21
 U_RANGE = 0.88
 MIN_EDGE_CONTRAST = 0.25  # endplate peak above disc, relative to peak above body centre
+# Half the thickness of a vertebral endplate / wall cortex (typical adult cortical shell ~1 mm). Used to go
+# from the centre of a blurred cortical layer to its outer surface.
+CORTEX_HALF_MM = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,14 +91,16 @@ def sample_patch(image: NDArray[np.floating], spacing: tuple[float, float], g: B
                                           mode="nearest"))
 
 
-def outward_edge(profile: NDArray[np.floating], start: int, stop: int) -> float | None:
-    """Fractional index of the outer half-maximum edge of a bright structure between ``start`` and ``stop``.
+def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0) -> float | None:
+    """Fractional index of the outer surface of a bright structure between ``start`` and ``stop``.
 
     Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
     first local maximum reaching 70% of the range's maximum rise over the start value (the cortex or the
-    body plateau); the floor is the minimum beyond it (disc or soft tissue); the edge is the first point
-    beyond the peak where the profile falls below (peak + floor) / 2, linearly interpolated. Returns None
-    when the peak does not stand out from the floor.
+    body plateau); the floor is the minimum beyond it (disc or soft tissue). When the peak stands out from
+    the inside as well (a cortical layer thinner than the blur), the surface is the centroid of the
+    peak's upper half plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its centre but
+    not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
+    (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor.
     """
     step = 1 if stop > start else -1
     idx = np.arange(start, stop, step)
@@ -112,6 +117,19 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int) -> float 
     span = max(peak - min(floor, p[0]), 1e-9)
     if peak - floor < MIN_EDGE_CONTRAST * span:
         return None
+    inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
+    if half_layer > 0 and peak - inner >= 0.3 * (peak - floor):
+        top = peak - 0.5 * (peak - max(inner, floor))
+        lo = k
+        while lo > 0 and p[lo - 1] > top:
+            lo -= 1
+        hi = k
+        while hi < len(p) - 1 and p[hi + 1] > top:
+            hi += 1
+        w = p[lo : hi + 1] - top
+        if hi + 1 < len(p) and w.sum() > 0:
+            centre = float(np.sum(w * np.arange(lo, hi + 1)) / w.sum())
+            return float(idx[0] + step * (centre + half_layer))
     half = 0.5 * (peak + floor)
     for j in range(k, len(p) - 1):
         if p[j] >= half > p[j + 1]:
@@ -159,11 +177,12 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     patch = sample_patch(image, spacing, g, half_len, half_w)
     n0 = int(round(half_len / STEP_MM))
     m0 = int(round(half_w / STEP_MM))
+    hl = CORTEX_HALF_MM / STEP_MM
     # 1. walls, on bands 3-6 mm above and below the centre.
     band = [r for r in range(n0 - int(6 / STEP_MM), n0 + int(6 / STEP_MM) + 1) if abs(r - n0) >= 3 / STEP_MM]
     row = ndi.uniform_filter1d(patch[band].mean(axis=0), size=3)
-    ant = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1)
-    post = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1)
+    ant = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl)
+    post = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl)
     if ant is None or post is None or post - ant < 8 / STEP_MM:
         return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
     depth = (post - ant) * STEP_MM
@@ -178,8 +197,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     for q, uq in enumerate(u):
         c = int(round(c_mid + uq * (post - ant) / 2))
         col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
-        e_up = outward_edge(col, n0, up_stop)
-        e_dn = outward_edge(col, n0, down_stop)
+        e_up = outward_edge(col, n0, up_stop, hl)
+        e_dn = outward_edge(col, n0, down_stop, hl)
         if e_up is not None:
             top[q] = (e_up - n0) * STEP_MM
         if e_dn is not None:
@@ -270,6 +289,51 @@ def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tu
     return sag, (float(dz or 1.0), float(dy))
 
 
+CT_BONE_HU = 200.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
+
+
+def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], centre: tuple[float, float],
+                   reach_mm: float = 30.0) -> tuple[tuple[float, float], float] | None:
+    """Centre (row_mm, col_mm) and half depth (mm) of the vertebral body near ``centre`` on a CT sagittal
+    reformat (rows cranial-increasing, columns anterior to posterior), or None.
+
+    Bone above ``CT_BONE_HU`` is closed, hole-filled (the cortical shell encloses the trabecular body,
+    however low its density) and opened by a 3 mm disk; of the components whose centre lies within 15 mm
+    (along the spine) of ``centre`` and which are at least 12 mm deep and 6 mm high, the most anterior is
+    the body: in the mid-sagittal plane the posterior elements always lie behind it.
+    """
+    sr, sc = spacing
+    r0 = int(max(0, (centre[0] - reach_mm) / sr))
+    r1 = int(min(image.shape[0], (centre[0] + reach_mm) / sr + 1))
+    c0 = int(max(0, (centre[1] - reach_mm - 10) / sc))
+    c1 = int(min(image.shape[1], (centre[1] + reach_mm) / sc + 1))
+    if r1 - r0 < 3 or c1 - c0 < 3:
+        return None
+    win = np.asarray(image[r0:r1, c0:c1], dtype=np.float64)
+    m = win > CT_BONE_HU
+    m = ndi.binary_closing(m, structure=np.ones((3, 3), bool), border_value=0)
+    m = ndi.binary_fill_holes(m)
+    rr = max(1, int(round(1.5 / sr)))
+    rc = max(1, int(round(1.5 / sc)))
+    yy, xx = np.mgrid[-rr : rr + 1, -rc : rc + 1]
+    disk = (yy * sr) ** 2 + (xx * sc) ** 2 <= 1.5**2 + 1e-6
+    m = ndi.binary_opening(m, structure=disk)
+    lab, n = ndi.label(m)
+    best = None
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None:
+            continue
+        h = (sl[0].stop - sl[0].start) * sr
+        d = (sl[1].stop - sl[1].start) * sc
+        rc_mm = (r0 + (sl[0].start + sl[0].stop - 1) / 2) * sr
+        cc_mm = (c0 + (sl[1].start + sl[1].stop - 1) / 2) * sc
+        if h < 6.0 or d < 12.0 or abs(rc_mm - centre[0]) > 15.0:
+            continue
+        if best is None or cc_mm < best[0][1]:
+            best = ((rc_mm, cc_mm), d / 2)
+    return best
+
+
 def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[VertebraAssessment]:
     """Heights, ratios and Genant grades of the levels T10-L5 found in a CT volume.
 
@@ -289,35 +353,47 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     Notes
     -----
     Each body is measured on a 2 mm sagittal slab through its own centre column, so a scoliotic column is
-    followed body by body; rotation about the spine axis is not corrected. With slices thicker than ~3 mm
-    the endplates are located to within about a third of the slice spacing.
+    followed body by body; rotation about the spine axis is not corrected. The labeller's centres are
+    only a start: each body is located again on its reformat (:func:`locate_body_ct`) and measured twice,
+    the second time from the centres of the first measurement. With slices thicker than ~3 mm the
+    endplates are located to within about a third of the slice spacing.
     """
     if not vertebrae:
         return []
     z0 = float(volume.slice_z_mm[0])
-    dz, dy, _ = volume.spacing_mm
-    centres = []
-    half_depths = {}
+    _, dy, _ = volume.spacing_mm
+    by_level = {v.level: v for v in vertebrae}
+    images = {v.level: sagittal_reformat(volume, v.centre_voxel[2]) for v in vertebrae}
+    centres: list[tuple[str, float, float]] = []
+    half_depths: dict[str, float] = {}
+    located: set[str] = set()
     for v in vertebrae:
         kc, ic, _ = v.centre_voxel
-        centres.append((v.level, volume.z_mm(kc) - z0, ic * dy))
-        half_depths[v.level] = _half_depth(v, dy)
-    # Order for neighbours: by z, cranial first (levels above T10 keep their place in the column).
-    ordered = sorted(centres, key=lambda c: -c[1])
-    guesses = guesses_from_centres(ordered, half_depths)
-    by_level = {v.level: v for v in vertebrae}
-    out: list[VertebraAssessment] = []
-    ms: list[HeightMeasurement] = []
-    for g in guesses:
-        if g.level not in LEVELS:
-            continue
-        img, spacing = sagittal_reformat(volume, by_level[g.level].centre_voxel[2])
-        m = measure_body(img, spacing, g)
-        if "partial_body" in by_level[g.level].flags:
+        c = (volume.z_mm(kc) - z0, ic * dy)
+        img, spacing = images[v.level]
+        found = locate_body_ct(img, spacing, c)
+        if found is not None:
+            c, half_depths[v.level] = found
+            located.add(v.level)
+        centres.append((v.level, c[0], c[1]))
+    ms: dict[str, HeightMeasurement] = {}
+    for _ in range(2):
+        ordered = sorted(centres, key=lambda c: -c[1])
+        for g in guesses_from_centres(ordered, half_depths):
+            if g.level in LEVELS or _ == 0:
+                img, spacing = images[g.level]
+                ms[g.level] = measure_body(img, spacing, g)
+        centres = [(lv, *(ms[lv].centre_mm or (r, c))) for lv, r, c in centres]
+        half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and m.centre_mm})
+    measured = [ms[v.level] for v in sorted(vertebrae, key=lambda v: -v.z_mm) if v.level in LEVELS]
+    for m in measured:
+        if "partial_body" in by_level[m.level].flags:
             m.flags.append("partial_body")
-        ms.append(m)
-    grades = grade_measurements(ms)
-    for m, gr in zip(ms, grades, strict=True):
+        if m.level not in located:
+            m.flags.append("body_not_located")
+    grades = grade_measurements(measured)
+    out: list[VertebraAssessment] = []
+    for m, gr in zip(measured, grades, strict=True):
         z = z0 + m.centre_mm[0] if m.centre_mm else by_level[m.level].z_mm
         out.append(VertebraAssessment(m.level, m, gr, float(z), list(m.flags)))
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import io
+import logging
 import re
 import warnings
 from datetime import date, time
@@ -26,6 +27,7 @@ from tasks.dicom import dicom_json
 from tasks.dicom.fastheader import FastPathUnsupported, Truncated, check_pixel_data, read_fast
 from tasks.privacy import age_years, person_key
 
+_LOG = logging.getLogger("pydicom")
 KNOWN_SYNTAXES = frozenset(str(u) for u in AllTransferSyntaxes)
 
 
@@ -245,6 +247,8 @@ def parse_header_pydicom(data: bytes, *, key: bytes, default_issuer: str | None 
     """
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
     fp = io.BytesIO(data)
+    level = _LOG.level
+    _LOG.setLevel(logging.ERROR)  # pydicom logs every oddity of a damaged file; the verdict is recorded
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -276,7 +280,16 @@ def parse_header_pydicom(data: bytes, *, key: bytes, default_issuer: str | None 
         raise
     except Exception as e:  # noqa: BLE001 - any failure inside pydicom is a property of the file
         reason = QuarantineReason.NOT_DICOM if not has_preamble else QuarantineReason.PARSE_ERROR
+        if has_preamble:  # same structural verdict as the fast path: a length past the end is truncation
+            try:
+                read_fast(data)
+            except Truncated:
+                reason = QuarantineReason.TRUNCATED
+            except Exception:  # noqa: BLE001
+                pass
         raise HeaderError(reason, f"{type(e).__name__}: {e}") from e
+    finally:
+        _LOG.setLevel(level)
     row["transfer_syntax_uid"] = ts or None
     row["parser"] = "pydicom"
     return row

@@ -97,16 +97,17 @@ def index_batch(
         row["size_bytes"] = len(data)
         row["content_hash"] = h
         rows.append(row)
-    inst = get_table("instances")
-    quarantine = get_table("quarantine")
-    parsed = inst.conform(pa.Table.from_pylist(rows, schema=_partial_schema(inst.arrow_schema(), rows)))
-    qt = quarantine.conform(pa.Table.from_pylist(bad, schema=_partial_schema(quarantine.arrow_schema(), bad)))
+    parsed = _to_table("instances", rows)
+    qt = _to_table("quarantine", bad)
     return BatchResult(parsed=parsed, quarantined=qt, listed=list(files), fast=n_fast)
 
 
-def _partial_schema(schema: pa.Schema, rows: list[dict[str, Any]]) -> pa.Schema:
-    names = set(rows[0]) if rows else {"path"}
-    return pa.schema([f for f in schema if f.name in names])
+def _to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    decl = get_table(name)
+    if not rows:
+        return decl.empty()
+    schema = pa.schema([f for f in decl.arrow_schema() if f.name in rows[0]])
+    return decl.conform(pa.Table.from_pylist(rows, schema=schema))
 
 
 @dataclass
@@ -158,9 +159,8 @@ def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id:
                       "status": st, "sop_instance_uid": sop, "run_id": run_id})
     q = q.set_column(q.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * q.num_rows, pa.string()))
     return Resolved(
-        instances=p.take(keep),
-        duplicates=get_table("duplicates").conform(
-            pa.Table.from_pylist(dups, schema=_partial_schema(get_table("duplicates").arrow_schema(), dups))),
+        instances=p.take(pa.array(keep, pa.int64())),
+        duplicates=_to_table("duplicates", dups),
         quarantine=q,
         manifest=get_table("manifest").conform(pa.Table.from_pylist(mrows, schema=get_table("manifest").arrow_schema())),
     )

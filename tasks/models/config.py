@@ -186,8 +186,9 @@ class ModelConfig:
         if not 0 <= self.max_missing < 1:
             raise ValueError(f"ModelConfig.max_missing must be in [0, 1), got {self.max_missing}")
 
-    def predictors(self, model: ModelName) -> tuple[str, ...]:
+    def predictors(self, model: ModelName | str) -> tuple[str, ...]:
         """Predictor columns of tabular model ``model``."""
+        model = ModelName(model)
         sets = self.predictor_sets if self.predictor_sets is not None else default_predictor_sets()
         if model not in sets:
             raise KeyError(f"no predictor set for model {model.value!r}")

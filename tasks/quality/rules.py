@@ -209,12 +209,12 @@ Rule: TypeAlias = RangeRule | DateOrderRule | ReferenceRule | UniqueRule | Compl
 
 C, W = Severity.CRITICAL, Severity.WARNING
 _SERIES_CHILDREN = ("vertebra_measurements", "body_composition", "vertebral_fractures", "hip_geometry",
-                    "texture", "deep_scores", "extraction_runs")
+                    "texture", "deep_risk", "extraction_runs")
 
 #: The rules run on the warehouse tables; sites may pass their own list to :func:`run_rules`.
 DOMAIN_RULES: tuple[Rule, ...] = (
     # attenuation: bone and muscle windows (Pickhardt 2013; muscle is thresholded to -29..150 HU)
-    RangeRule("vertebra_measurements", W, column="trabecular_hu", min=-100, max=600,
+    RangeRule("vertebra_measurements", W, column="trabecular_hu_mean", min=-100, max=600,
               why="implausible trabecular attenuation"),
     RangeRule("body_composition", C, column="muscle_hu_mean", min=-29, max=150,
               why="muscle is segmented in -29..150 HU, its mean cannot leave that window"),
@@ -243,7 +243,7 @@ DOMAIN_RULES: tuple[Rule, ...] = (
     ReferenceRule("predictions", C, columns=("model_version",), parent="model_registry"),
     ReferenceRule("model_metrics", C, columns=("model_version",), parent="model_registry"),
     # completeness
-    CompletenessRule("vertebra_measurements", W, column="trabecular_hu", min_fraction=0.8),
+    CompletenessRule("vertebra_measurements", W, column="trabecular_hu_mean", min_fraction=0.8),
     CompletenessRule("features", W, column="age_years", min_fraction=0.99),
     CompletenessRule("features", W, column="l1_trabecular_hu", min_fraction=0.5),
     CompletenessRule("series", W, column="modality", min_fraction=1.0),

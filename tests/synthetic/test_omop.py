@@ -131,3 +131,25 @@ def test_dxa_tscores_follow_latent_density(written: tuple[Path, dict[str, int]],
         p = patients[row["person_id"] - 1]
         errors.append(row["value_as_number"] - p.dxa_tscore(row["measurement_date"]))
     assert max(abs(e) for e in errors) < 1.2  # noise SD 0.3 T plus rounding
+
+
+def test_phenotypes_know_every_concept_the_extract_uses() -> None:
+    from tasks.clinical.phenotypes import load_fracture_phenotype, load_risk_factor_phenotype
+
+    fx = {s.name: s.codes for s in load_fracture_phenotype().sites}
+    expect = {"hip": [C.HIP_FX], "forearm": [C.FOREARM_FX], "humerus": [C.HUMERUS_FX], "other": [C.ANKLE_FX],
+              "vertebral": [C.VERT_FX_THORACIC, C.VERT_FX_LUMBAR, C.VERT_FX_OSTEOPOROTIC, C.VERT_COLLAPSE]}
+    for site, cs in expect.items():
+        for c in cs:
+            assert c.concept_id in fx[site].concept_ids and any(c.code.startswith(p) for p in fx[site].prefixes)
+    rf = load_risk_factor_phenotype()
+    pairs = {"height_cm": [C.HEIGHT], "weight_kg": [C.WEIGHT], "fn_bmd_g_cm2": [C.FN_BMD],
+             "fn_tscore": [C.FN_TSCORE], "smoking_current": [C.SMOKING_STATUS], "alcohol_units_day": [C.ALCOHOL_UNITS],
+             "parental_hip_fracture": [C.PARENTAL_HIP], "falls": [C.HISTORY_OF_FALLING],
+             "secondary_osteoporosis": list(C.SECONDARY_CAUSES), "glucocorticoids": list(C.GLUCOCORTICOIDS),
+             "osteoporosis_treatment": list(C.OSTEOPOROSIS_DRUGS)}
+    for name, cs in pairs.items():
+        f = rf.factor(name)
+        for c in cs:
+            assert c.concept_id in f.codes.concept_ids, (name, c)
+    assert C.TYPE2_DIABETES.concept_id not in rf.factor("secondary_osteoporosis").codes.concept_ids

@@ -35,7 +35,7 @@ VERTEBRA = Table(
     columns=(
         Column("series_instance_uid", pa.string(), "series", nullable=False, phi=PHI.QUASI),
         Column("level", pa.string(), "level", nullable=False, allowed=("T12", "L1", "L2", "L3")),
-        Column("trabecular_hu", pa.float64(), "HU", unit="HU", min=-1000, max=3000),
+        Column("trabecular_hu_mean", pa.float64(), "HU", unit="HU", min=-1000, max=3000),
     ),
     key=("series_instance_uid", "level"),
 )
@@ -64,7 +64,7 @@ def clean_tables() -> dict[str, pa.Table]:
     vm = pa.table({
         "series_instance_uid": ["1.2.1.1"] * 4 + ["1.2.2.1"] * 2,
         "level": ["T12", "L1", "L2", "L3", "L1", "L2"],
-        "trabecular_hu": [165.0, 158.0, 150.0, 141.0, 96.0, None],
+        "trabecular_hu_mean": [165.0, 158.0, 150.0, 141.0, 96.0, None],
     }, schema=VERTEBRA.arrow_schema())
     return {"studies": studies, "series": series, "vertebra_measurements": vm}
 

@@ -33,16 +33,16 @@ def test_clean_table_passes_every_check(clean_tables: dict[str, pa.Table]) -> No
     assert all(r.success for r in results), [r.label for r in results if not r.success]
     # one per: column set, types, 2 not-null, 1 range, 1 allowed set, compound key
     assert len(results) == 7
-    assert checks["expect_column_values_to_be_between(trabecular_hu)"].failing_count == 0
-    assert checks["expect_column_values_to_be_between(trabecular_hu)"].element_count == 6
+    assert checks["expect_column_values_to_be_between(trabecular_hu_mean)"].failing_count == 0
+    assert checks["expect_column_values_to_be_between(trabecular_hu_mean)"].element_count == 6
 
 
 def test_out_of_range_hu_is_named_with_its_value(clean_tables: dict[str, pa.Table]) -> None:
     vm = clean_tables["vertebra_measurements"]
-    hu = vm.column("trabecular_hu").to_pylist()
+    hu = vm.column("trabecular_hu_mean").to_pylist()
     hu[1] = 4100.0
-    bad = vm.set_column(2, "trabecular_hu", pa.array(hu, pa.float64()))
-    r = _by_check(validate_table(VERTEBRA, bad))["expect_column_values_to_be_between(trabecular_hu)"]
+    bad = vm.set_column(2, "trabecular_hu_mean", pa.array(hu, pa.float64()))
+    r = _by_check(validate_table(VERTEBRA, bad))["expect_column_values_to_be_between(trabecular_hu_mean)"]
     assert not r.success and r.severity is Severity.CRITICAL
     assert r.failing_count == 1
     assert "4100" in (r.details or "") and "out of range" in (r.details or "")

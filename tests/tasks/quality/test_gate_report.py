@@ -18,9 +18,9 @@ RUN_TIME = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
 def _inject(clean: dict[str, pa.Table], omop: dict[str, pa.Table]) -> tuple[dict[str, pa.Table], dict[str, pa.Table]]:
     vm = clean["vertebra_measurements"]
-    hu = vm.column("trabecular_hu").to_pylist()
+    hu = vm.column("trabecular_hu_mean").to_pylist()
     hu[0] = 3500.0                                                     # out-of-range HU
-    vm = vm.set_column(2, "trabecular_hu", pa.array(hu, pa.float64()))
+    vm = vm.set_column(2, "trabecular_hu_mean", pa.array(hu, pa.float64()))
     vm = pa.concat_tables([vm, vm.slice(1, 1)])                        # duplicate key
     series = clean["series"]
     orphan = series.slice(0, 1).set_column(0, "series_instance_uid", pa.array(["7.7.7"]))
@@ -56,7 +56,7 @@ def test_injected_defects_are_caught_named_and_block(clean_tables: dict[str, pa.
     assert not out.passed
     crit = "\n".join(out.critical_failures)
     expected_critical = [
-        "extract/vertebra_measurements: expect_column_values_to_be_between(trabecular_hu)",
+        "extract/vertebra_measurements: expect_column_values_to_be_between(trabecular_hu_mean)",
         "extract/vertebra_measurements: expect_compound_columns_to_be_unique(series_instance_uid,level)",
         "extract/series: references(study_instance_uid->studies)",
         "clinical/omop.measurement: cdmField",
@@ -67,7 +67,7 @@ def test_injected_defects_are_caught_named_and_block(clean_tables: dict[str, pa.
     warn = "\n".join(out.warnings)
     assert "clinical/omop.condition_occurrence: plausibleAfterBirth(condition_start_date)" in warn
     # the domain plausibility window also flags the HU (as a warning)
-    assert "extract/vertebra_measurements: plausible_range(trabecular_hu)" in warn
+    assert "extract/vertebra_measurements: plausible_range(trabecular_hu_mean)" in warn
     assert out.reason().startswith("publish blocked by 4 critical data-quality failures: ")
 
     html = htmllib.unescape(out.report_html)
@@ -83,7 +83,7 @@ def test_injected_defects_are_caught_named_and_block(clean_tables: dict[str, pa.
 
     rows = out.results.to_pylist()
     failed_rows = {(r["table_name"], r["check_name"]) for r in rows if not r["success"]}
-    assert ("vertebra_measurements", "expect_column_values_to_be_between(trabecular_hu)") in failed_rows
+    assert ("vertebra_measurements", "expect_column_values_to_be_between(trabecular_hu_mean)") in failed_rows
     assert ("omop.condition_occurrence", "plausibleAfterBirth(condition_start_date)") in failed_rows
     assert all(r["run_id"] == "run-bad" and r["run_time"] == RUN_TIME for r in rows)
     assert [r.label for r in results_from_table(out.results)] == [r.label for r in results]

@@ -26,7 +26,7 @@ def test_default_rules_pass_on_consistent_tables(clean_tables: dict[str, pa.Tabl
     names = {(r.table, r.check) for r in results}
     assert ("series", "references(study_instance_uid->studies)") in names
     assert ("vertebra_measurements", "references(series_instance_uid->series)") in names
-    assert ("vertebra_measurements", "plausible_range(trabecular_hu)") in names
+    assert ("vertebra_measurements", "plausible_range(trabecular_hu_mean)") in names
     assert ("studies", "plausible_range(age_at_study_years)") in names
     assert all(r.success for r in results), [r.label for r in results if not r.success]
     assert all(r.stage == "ingest" and r.kind is CheckKind.DOMAIN for r in results)

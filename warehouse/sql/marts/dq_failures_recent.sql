@@ -1,4 +1,5 @@
 -- dq_failures_recent: data-quality checks that failed at least once in the last 30 recorded runs.
+-- config: view
 -- grain: one row per failing check (stage, table, check)
 with runs as (
     select run_id, max(recorded_at) as recorded_at

@@ -1,0 +1,92 @@
+"""Clinical record and cohort: OMOP CDM in, fracture events, risk factors, cohort, features, attrition out.
+
+Reads the OMOP CDM v5.4 source (a folder of CSV/Parquet or ``postgresql://...[?schema=cdm]``) and the imaging
+tables of the snapshot being built (``series``, ``vertebra_measurements``, ``vertebral_fractures``,
+``body_composition``, ``deep_risk``). Writes ``omop_persons``, ``fracture_events`` and ``risk_factors``
+(replaced: the clinical record is re-read in full each night) and ``cohort``, ``features``, ``attrition``
+(gold: rebuilt from the new snapshot; the same inputs give the same cohort). Needs the pseudonymisation key
+and the issuer of the site's MRNs (``OSTEOLAKE_ISSUER``) so that OMOP persons join their images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from tasks.clinical.fractures import fracture_events
+from tasks.clinical.risk_factors import risk_factor_records
+from tasks.clinical.source import omop_source, read_all
+from tasks.clinical.staging import StagedOmop, stage_omop
+from tasks.cohort.build import build_cohort
+from tasks.cohort.definition import load_definition
+from tasks.cohort.imaging import ImagingInputs
+from tasks.quality.gate import check_omop_input
+from warehouse.lake import SnapshotBuilder
+
+
+@dataclass
+class ClinicalStage:
+    staged: StagedOmop
+    fractures: pl.LazyFrame
+    risk_records: pl.LazyFrame
+    counts: dict[str, Any] = field(default_factory=dict)
+    checks: list[Any] = field(default_factory=list)
+
+
+def run_clinical(builder: SnapshotBuilder, omop: str, key: bytes, *, issuer: str | None) -> ClinicalStage:
+    """Read, check and stage the OMOP source; write the clinical silver tables to ``builder``."""
+    from schemas import get_table
+
+    source = omop_source(omop)
+    frames = read_all(source)
+    checks = list(check_omop_input(frames))
+    staged = stage_omop(frames, key, issuer)
+    checks += staged.issues
+    fractures = fracture_events(staged).collect()
+    risks = risk_factor_records(staged).collect()
+    persons = staged.persons_table()
+    builder.replace("omop_persons", persons)
+    builder.replace("fracture_events", get_table("fracture_events").conform(fractures.to_arrow()))
+    builder.replace("risk_factors", get_table("risk_factors").conform(risks.to_arrow()))
+    return ClinicalStage(
+        staged=staged,
+        fractures=fractures.lazy(),
+        risk_records=risks.lazy(),
+        counts={"persons": persons.num_rows, "fracture_events": fractures.height, "risk_factors": risks.height},
+        checks=checks,
+    )
+
+
+def run_cohort(builder: SnapshotBuilder, definition_path: Path | None, clinical: ClinicalStage) -> dict[str, Any]:
+    """Build ``cohort``, ``features`` and ``attrition`` from the staged record and the imaging tables."""
+
+    def frame(name: str) -> pl.DataFrame:
+        df = pl.from_arrow(builder.read(name))
+        assert isinstance(df, pl.DataFrame)
+        return df
+
+    imaging = ImagingInputs(
+        series=frame("series"),
+        vertebra_measurements=frame("vertebra_measurements"),
+        vertebral_fractures=frame("vertebral_fractures"),
+        body_composition=frame("body_composition"),
+        deep_risk=frame("deep_risk"),
+    )
+    result = build_cohort(
+        clinical.staged, imaging, load_definition(definition_path),
+        fractures=clinical.fractures, risk_records=clinical.risk_records,
+    )
+    builder.replace("cohort", result.cohort)
+    builder.replace("features", result.features)
+    builder.replace("attrition", result.attrition)
+    cohort = pl.from_arrow(result.cohort)
+    assert isinstance(cohort, pl.DataFrame)
+    return {
+        "persons": cohort.height,
+        "mof_events": int(cohort["is_event_mof"].sum()) if cohort.height else 0,
+        "hip_events": int(cohort["is_event_hip"].sum()) if cohort.height else 0,
+        "definition": result.definition.label if hasattr(result.definition, "label") else "",
+    }
