@@ -23,7 +23,7 @@ from lifelines.utils import concordance_index
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._cohort_from_population import build  # noqa: E402
-from tasks.models.config import DeepConfig, ModelConfig  # noqa: E402
+from tasks.models.config import DeepConfig, ModelConfig, Outcome  # noqa: E402
 from tasks.models.cox import fit_cox  # noqa: E402
 from tasks.models.design import Preprocessor, join_cohort  # noqa: E402
 from tasks.models.metrics import truncate  # noqa: E402
@@ -48,7 +48,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     sc = build(args.n, args.seed)
-    cfg = ModelConfig(outcomes=("mof",), n_bootstrap=100, deep=DeepConfig(epochs=80))
+    cfg = ModelConfig(outcomes=(Outcome.MOF,), n_bootstrap=100, deep=DeepConfig(epochs=80))
     t0 = time.perf_counter()
     run = fit_and_validate(sc.cohort, sc.features, cfg, images=sc.images)
     t_big = time.perf_counter() - t0

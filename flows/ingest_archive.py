@@ -71,6 +71,11 @@ def _batches(files: list[SourceFile], size: int) -> list[list[SourceFile]]:
     return [files[i : i + size] for i in range(0, len(files), size)]
 
 
+def _index_batch(source: DicomSource, files: list[SourceFile], kw: dict[str, Any]) -> BatchResult:
+    # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
+    return index_batch(source, files, **kw)
+
+
 def _results(
     source: DicomSource, batches: list[list[SourceFile]], kw: dict[str, Any], dask_address: str | None,
     workers: int,
@@ -87,7 +92,7 @@ def _results(
         pending: deque[Any] = deque()
         it = iter(batches)
         for b in it:
-            pending.append(client.submit(index_batch, source, b, pure=False, **kw))
+            pending.append(client.submit(_index_batch, source, b, kw, pure=False))
             if len(pending) >= 2 * n:
                 yield pending.popleft().result()
         while pending:
@@ -250,12 +255,6 @@ def ingest_archive_core(
     return out
 
 
-try:  # the flow decorator is optional for the plain-function core
-    from prefect import flow
-except ImportError:  # pragma: no cover
-    flow = None
-
-
 def _ingest_archive(
     source: str, warehouse: str | None = None, workers: int | None = None, dask_address: str | None = None,
 ) -> dict[str, Any]:
@@ -267,4 +266,13 @@ def _ingest_archive(
                                dask_address=settings.dask_address, issuer=settings.issuer)
 
 
-ingest_archive = flow(name="ingest-archive", log_prints=True)(_ingest_archive) if flow else _ingest_archive
+def __getattr__(name: str) -> Any:
+    """``ingest_archive`` (the Prefect flow) is built on first access: importing Prefect costs seconds
+    that ``osteolake ingest`` and the unit tests do not need."""
+    if name == "ingest_archive":
+        from prefect import flow
+
+        wrapped = flow(name="ingest-archive", log_prints=True)(_ingest_archive)
+        globals()["ingest_archive"] = wrapped
+        return wrapped
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -98,7 +98,8 @@ def run_refresh(
     with dask_cluster(settings.dask_address, settings.workers) as address:
         with summary.stage("ingest") as c:
             say("ingest: indexing the archive")
-            c.update(run_ingest(builder, settings.archives, key, dask_address=address, issuer=settings.issuer))
+            c.update(_counts(run_ingest(builder, settings.archives, key, dask_address=address,
+                                        workers=settings.workers, issuer=settings.issuer)))
             checks += run_quality(builder, "ingest", ("instances", "series", "studies", "quarantine"))
         with summary.stage("extract") as c:
             say("extract: biomarkers from eligible series")
@@ -122,14 +123,12 @@ def run_refresh(
         summary.model_cards = result.card_paths
         checks += run_quality(builder, "models", None)
     with summary.stage("quality") as c:
+        from flows.quality import write_report
         from tasks.quality.gate import verdict
 
         outcome = verdict(checks, summary.run_id, summary.started_at)
         summary.blocked_by = list(outcome.critical_failures)
-        report = wh.root / "reports" / f"dq-{summary.run_id}.html"
-        report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(outcome.report_html)
-        summary.report_path = str(report)
+        summary.report_path = str(write_report(wh.root, outcome, summary.run_id))
         c.update(checks=len(checks), critical_failures=len(summary.blocked_by))
     with summary.stage("publish") as c:
         if summary.blocked_by:
@@ -140,8 +139,17 @@ def run_refresh(
             info = builder.publish({"run_id": summary.run_id, "stages": summary.stages})
             summary.published_snapshot = info.id
             c.update(published=True, snapshot=info.id)
-    wh.record_run(summary.run_id, outcome.results, summary.as_dict())
+    status = "published" if summary.published_snapshot else "blocked"
+    wh.record_run(summary.run_id, outcome.results,
+                  summary.as_dict() | {"status": status, "is_published": bool(summary.published_snapshot),
+                                       "snapshot_id": summary.published_snapshot})
     return summary
+
+
+def _counts(d: dict[str, Any]) -> dict[str, Any]:
+    """The scalar entries of a stage's summary (what the run table shows)."""
+    keep = ("seen", "new", "changed", "indexed", "duplicates", "quarantined_total", "files_per_second")
+    return {k: d[k] for k in keep if k in d}
 
 
 @flow(name="nightly_refresh", log_prints=True)

@@ -336,12 +336,14 @@ class _Canvas:
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x, self.y = x, y
         self.lab = np.zeros((len(y), len(x)), dtype=np.uint8)
+        self._ax = _Axis(x)
+        self._ay = _Axis(y)
 
     def bbox(
         self, x0: float, x1: float, y0: float, y1: float
     ) -> tuple[slice, slice, np.ndarray, np.ndarray] | None:
-        i0, i1 = np.searchsorted(self.x, x0), np.searchsorted(self.x, x1, side="right")
-        j0, j1 = np.searchsorted(self.y, y0), np.searchsorted(self.y, y1, side="right")
+        i0, i1 = self._ax.span(x0, x1)
+        j0, j1 = self._ay.span(y0, y1)
         if i1 <= i0 or j1 <= j0:
             return None
         return slice(j0, j1), slice(i0, i1), self.x[None, i0:i1], self.y[j0:j1, None]
@@ -381,6 +383,23 @@ class _Canvas:
         self.lab[sy, sx][m] = label
 
 
+class _Axis:
+    """Index range of an ascending axis inside [lo, hi]; arithmetic when the axis is evenly spaced."""
+
+    def __init__(self, a: np.ndarray) -> None:
+        self.a, self.n = a, len(a)
+        self.step = float(a[1] - a[0]) if len(a) > 1 else 0.0
+        self.even = len(a) > 2 and self.step > 0 and bool(np.allclose(np.diff(a), self.step, rtol=1e-9, atol=1e-9))
+        self.a0 = float(a[0]) if len(a) else 0.0
+
+    def span(self, lo: float, hi: float) -> tuple[int, int]:
+        if self.even:
+            i0 = max(0, math.ceil((lo - self.a0) / self.step - 1e-9))
+            i1 = min(self.n, math.floor((hi - self.a0) / self.step + 1e-9) + 1)
+            return i0, i1
+        return int(np.searchsorted(self.a, lo)), int(np.searchsorted(self.a, hi, side="right"))
+
+
 def build_anatomy(p: Patient) -> Anatomy:
     """Geometry of patient ``p`` (deterministic: depends only on the patient)."""
     rng = np.random.default_rng([p.index, int(p.patient_id[3:10]), 0xA7A])
@@ -405,7 +424,7 @@ def build_anatomy(p: Patient) -> Anatomy:
             if kind == "wedge":
                 h_ant = h * (1.0 - loss)
             elif kind == "biconcave":
-                conc = h * loss / 2.0
+                conc = ((h_ant + h_post) / 2.0 - h_post * (1.0 - loss)) / 2.0  # Hm = Hp * (1 - loss)
             else:  # crush: the whole body loses height
                 h_post = h * (1.0 - loss)
                 h_ant = h_post * min(ratio, 1.0)

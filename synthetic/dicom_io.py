@@ -157,9 +157,9 @@ def write_series(datasets: list[Dataset], paths: list[Path]) -> int:
         return 0
     first = datasets[0]
     ts = first.file_meta.TransferSyntaxUID
-    keys = list(first.keys())
+    keys = sorted(first.keys())
     if ts not in (ExplicitVRLittleEndian, ImplicitVRLittleEndian) or any(
-        list(ds.keys()) != keys for ds in datasets[1:]
+        sorted(ds.keys()) != keys for ds in datasets[1:]
     ):
         return sum(write(ds, p) for ds, p in zip(datasets, paths, strict=True))
     implicit = ts == ImplicitVRLittleEndian

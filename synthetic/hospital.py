@@ -86,9 +86,9 @@ def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small
     if small:
         pixel, thin = fov / 48.0, float(_choice(rng, [2.0, 2.5], [0.5, 0.5]))  # type: ignore[arg-type]
     else:
-        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.04, 0.16, 0.3, 0.3, 0.2]))  # type: ignore[arg-type]
+        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.03, 0.12, 0.25, 0.3, 0.3]))  # type: ignore[arg-type]
         pixel = max(pixel, fov / 512.0)
-        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.15, 0.35, 0.5]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
+        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.1, 0.25, 0.65]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
     thick = float(_choice(rng, [3.0, 4.0, 5.0], [0.2, 0.2, 0.6]))  # type: ignore[arg-type]
     t10 = anat.vertebra("T10")
     z_lo = anat.z_s1 - float(rng.uniform(25, 60))
@@ -106,9 +106,11 @@ def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small
         correlated=bool(rng.random() < 0.5), signed=store[0], intercept=store[1],
     )
     syntaxes = ["explicit", "implicit", "rle"]
-    thin_p = replace(base, syntax=str(_choice(rng, syntaxes, [0.78, 0.14, 0.08])))
+    rle_ok = base.matrix <= 200
+    thin_p = replace(base, syntax=str(_choice(rng, syntaxes, [0.84, 0.16, 0.0])))
     thick_p = replace(base, slice_mm=thick, kernel=soft, sharp=False, noise_sd=float(rng.uniform(10, 16)),
-                      correlated=bool(rng.random() < 0.5), syntax=str(_choice(rng, syntaxes, [0.78, 0.14, 0.08])))
+                      correlated=bool(rng.random() < 0.5),
+                      syntax=str(_choice(rng, syntaxes, [0.76, 0.14, 0.1 if rle_ok else 0.0])))
     if rng.random() < 0.1:
         thin_p = replace(thin_p, drop_tags=tuple(rng.choice(OPTIONAL_TAGS, size=3, replace=False).tolist()))
     return thin_p, thick_p

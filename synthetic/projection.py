@@ -32,13 +32,17 @@ if TYPE_CHECKING:
     from synthetic.hospital import Archive
 
 MU_WATER = 0.02  # 1/mm at radiographic energies
+BONE_CONTRAST = 3.0  # bone HU excess is tripled in the radiograph relative to CT
 
 
 def lateral_projection(anat: Anatomy, table: np.ndarray, y: np.ndarray, zs: np.ndarray) -> np.ndarray:
     """Line integral of attenuation along x for rows ``zs`` (head first) and columns ``y`` (mm)."""
-    dx = 2.0
+    dx = 1.0
     xs = np.arange(-75.0, 75.0 + 1e-6, dx)
-    mu_of = np.clip(table + 1000.0, 0.0, None) / 1000.0 * MU_WATER
+    radio = table.copy()
+    bone = [A.CORTEX, A.POST_BONE, A.RIB_MARROW, A.SACRUM_TRAB, *range(A.TRAB0, A.TRAB0 + len(A.ALL_LEVELS))]
+    radio[bone] *= BONE_CONTRAST  # photoelectric bone contrast at radiographic energies
+    mu_of = np.clip(radio + 1000.0, 0.0, None) / 1000.0 * MU_WATER
     s = anat.skin
     chord = 2.0 * s.ax * np.sqrt(np.clip(1.0 - ((y - s.cy) / s.ay) ** 2, 0.0, None))
     outside = np.clip(chord - 2.0 * 75.0, 0.0, None) * 0.95 * MU_WATER
@@ -62,8 +66,9 @@ def write_dx_study(arc: Archive, truth: TruthRows, seed: int, p: Patient, anat: 
     y = l3.yc - 170.0 + pix * np.arange(int(300.0 / pix))
     table = hu_table(p, study.study_date, 80, "none", 0.0)
     proj = lateral_projection(anat, table, y, zs)
-    img = 4095.0 * (1.0 - np.exp(-proj / 2.5))
-    img += rng.normal(0.0, 20.0, img.shape)
+    lo, hi = np.percentile(proj, [2.0, 99.8])  # processing: log signal windowed to the anatomy
+    img = 4095.0 * np.clip((proj - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    img += rng.normal(0.0, 25.0, img.shape)
     ctx = StudyContext.make(seed, p, study, "XR LUMBAR SPINE 2 VIEWS")
     suid = io.uid("series", ctx.study_uid, "dx")
     modality, sop = ("CR", io.CR_IMAGE) if cr else ("DX", io.DX_PRESENTATION)

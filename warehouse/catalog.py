@@ -5,8 +5,8 @@
 - schemas ``bronze``, ``silver``, ``marts``: one view per declared table (typed and empty when the snapshot
   has no rows for it), named after the table; unqualified views in ``main`` with the same names;
 - ``dq_results`` and ``run_summaries`` over the append-only run log (every recorded run);
-- schema ``staging`` (``warehouse/sql/staging/*.sql``) and more ``marts`` views (``warehouse/sql/marts/*.sql``),
-  also mirrored into ``main``;
+- schema ``staging`` (``warehouse/sql/staging/*.sql``, views) and the mart models (``warehouse/sql/marts/*.sql``,
+  materialised as tables once per publish unless the file says ``-- config: view``), mirrored into ``main``;
 - schema ``meta``: ``snapshot`` (id, root the views point at), ``tables``, ``columns`` (the data
   dictionary) and ``models`` (each SQL model's status and, when it could not be built, why).
 
@@ -52,7 +52,7 @@ def _lit(text: str) -> str:
 
 def model_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
     """``(schema, path)`` of every SQL model, staging first, sorted by name."""
-    out = []
+    out: list[tuple[str, Path]] = []
     for schema in _MODEL_SCHEMAS:
         out.extend((schema, p) for p in sorted((sql_dir / schema).glob("*.sql")))
     return out
@@ -226,9 +226,12 @@ def catalog_state(path: Path) -> tuple[str, str | None] | None:
     except duckdb.Error:
         return None
     try:
-        row = con.execute("SELECT root, snapshot_id FROM meta.snapshot").fetchone()
+        rows = con.execute("SELECT root, snapshot_id FROM meta.snapshot").fetchall()
     except duckdb.Error:
         return None
     finally:
         con.close()
-    return None if row is None else (str(row[0]), None if row[1] is None else str(row[1]))
+    if not rows:
+        return None
+    root, sid = rows[0]
+    return str(root), None if sid is None else str(sid)

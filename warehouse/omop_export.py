@@ -154,9 +154,9 @@ def build_export(
     """)
     unmapped = con.execute(
         "select count(*) from bronze.series s where s.person_key is null "
-        "or s.person_key not in (select person_key from _person_map)").fetchone()
+        "or s.person_key not in (select person_key from _person_map)").fetchall()[0]
     out: dict[str, pa.Table] = {}
-    out["procedure_occurrence"] = con.execute("""
+    out["procedure_occurrence"] = con.sql("""
         select procedure_occurrence_id, any_value(person_id) as person_id,
                coalesce(any_value(c.concept_id), 0)::integer as procedure_concept_id, min(day) as procedure_date,
                null::timestamp as procedure_datetime, null::date as procedure_end_date,
@@ -168,7 +168,7 @@ def build_export(
         from _io left join _concepts c on c.source_value = 'procedure:' || _io.modality
         group by procedure_occurrence_id order by procedure_occurrence_id
     """).to_arrow_table()
-    out["image_occurrence"] = con.execute("""
+    out["image_occurrence"] = con.sql("""
         select image_occurrence_id, person_id, procedure_occurrence_id, null::bigint as visit_occurrence_id,
                null::integer as anatomic_site_concept_id, null::varchar as wadors_uri, null::varchar as local_path,
                day as image_occurrence_date, study_instance_uid as image_study_uid,
@@ -192,7 +192,7 @@ def build_export(
         con.execute("create or replace temp table _m as select 0::bigint as measurement_id, 0::bigint as "
                     "image_occurrence_id, 0::bigint as person_id, null::date as day, '' as feature, '' as unit, "
                     "'' as site, 0.0 as value where false")
-    out["measurement"] = con.execute("""
+    out["measurement"] = con.sql("""
         select measurement_id, person_id, coalesce(cf.concept_id, 0)::integer as measurement_concept_id,
                day as measurement_date, null::timestamp as measurement_datetime, null::varchar as measurement_time,
                32817 as measurement_type_concept_id, null::integer as operator_concept_id, value as value_as_number,
@@ -207,7 +207,7 @@ def build_export(
                 left join _concepts cu on cu.source_value = 'unit:' || _m.unit
         order by measurement_id
     """).to_arrow_table()
-    out["image_feature"] = con.execute(f"""
+    out["image_feature"] = con.sql(f"""
         select measurement_id as image_feature_id, person_id, image_occurrence_id,
                coalesce((select concept_id from _concepts where source_value = 'field:measurement.measurement_id'), 0)
                    ::integer as image_feature_event_field_concept_id,

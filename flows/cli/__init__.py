@@ -7,7 +7,6 @@ them. Fast paths (``extract``, ``sql``, ``models fit``, ``dq``) never start Pref
 from __future__ import annotations
 
 import importlib
-import sys
 
 import typer
 
@@ -63,4 +62,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -102,4 +102,5 @@ def register(app: typer.Typer) -> None:
         if critical:
             console.print("[bold red]publish blocked[/] by critical failures; the previous snapshot stayed current")
         report = _report_of(wh, run_id)
-        console.print(f"report: {report}" if report else "report: (no HTML report stored for this run)")
+        console.print(f"report: {report}" if report else "report: (no HTML report stored for this run)",
+                      soft_wrap=True)

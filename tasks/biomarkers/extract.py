@@ -234,7 +234,12 @@ def measure_volume(
                 trab[v.level] = m
     if not verts:
         flags.append("no_vertebrae_measured")
-    fracture = _fracture_fields(volume, verts) if with_fracture and verts else {}
+    fracture: dict[str, dict[str, Any]] = {}
+    if with_fracture and verts:
+        try:
+            fracture = _fracture_fields(volume, verts)
+        except Exception as e:  # noqa: BLE001 - another module's failure is recorded, never fatal
+            flags.append(f"fracture_assessment_failed:{type(e).__name__}")
     png = None
     if with_qc:
         l1 = by_level.get("L1")

@@ -72,8 +72,8 @@ def totalsegmentator(volume: Volume) -> SpineResult:  # pragma: no cover - needs
     if not ok:
         raise RuntimeError(f"segmentation backend 'totalsegmentator' unavailable: {why}")
     import nibabel as nib
-    from totalsegmentator.python_api import totalsegmentator as run
     from totalsegmentator.map_to_binary import class_map
+    from totalsegmentator.python_api import totalsegmentator as run
 
     dz, dy, dx = volume.spacing_mm
     affine = np.diag([-dx, -dy, dz, 1.0])  # RAS affine of the (x, y, z) array

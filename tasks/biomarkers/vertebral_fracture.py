@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
-from tasks.biomarkers.genant import LEVELS, GenantResult, VertebralHeights, grade_vertebrae
+from tasks.biomarkers.genant import LEVELS, FractureType, GenantResult, VertebralHeights, grade_vertebrae
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
@@ -97,9 +97,9 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
     Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
     first local maximum reaching 70% of the range's maximum rise over the start value (the cortex or the
     body plateau); the floor is the minimum beyond it (disc or soft tissue). When the peak stands out from
-    the inside as well (a cortical layer thinner than the blur), the surface is the centroid of the
-    peak's upper half plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its centre but
-    not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
+    the inside as well (a cortical layer thinner than the blur or the slice), the surface is the centroid
+    of the layer's excess intensity plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its
+    centre but not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
     (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor.
     """
     step = 1 if stop > start else -1
@@ -119,16 +119,19 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
         return None
     inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
     if half_layer > 0 and peak - inner >= 0.3 * (peak - floor):
-        top = peak - 0.5 * (peak - max(inner, floor))
+        # Centroid of the layer's excess over the inside level (inner flank) and the floor (outer flank):
+        # with box-shaped slice profiles (thick CT slices) this stays unbiased where a half-maximum does not.
         lo = k
-        while lo > 0 and p[lo - 1] > top:
+        while lo > 0 and p[lo - 1] > inner + 0.1 * (peak - inner):
             lo -= 1
         hi = k
-        while hi < len(p) - 1 and p[hi + 1] > top:
+        while hi < len(p) - 1 and p[hi + 1] > floor + 0.1 * (peak - floor):
             hi += 1
-        w = p[lo : hi + 1] - top
+        j = np.arange(lo, hi + 1)
+        base = np.where(j < k, inner, np.where(j > k, floor, 0.5 * (inner + floor)))
+        w = np.clip(p[lo : hi + 1] - base, 0.0, None)
         if hi + 1 < len(p) and w.sum() > 0:
-            centre = float(np.sum(w * np.arange(lo, hi + 1)) / w.sum())
+            centre = float(np.sum(w * j) / w.sum())
             return float(idx[0] + step * (centre + half_layer))
     half = 0.5 * (peak + floor)
     for j in range(k, len(p) - 1):
@@ -222,27 +225,45 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
 
 @dataclass
 class VertebraAssessment:
-    """Heights, ratios and grade of one level, with the measurement flags."""
+    """Heights, ratios, Genant grade and type of one level, with the measurement flags.
+
+    The attribute names are those of ``osteolake extract --json`` and of the ``vertebral_fractures`` table.
+    """
 
     level: str
-    measurement: HeightMeasurement
-    genant: GenantResult
+    height_anterior_mm: float | None
+    height_middle_mm: float | None
+    height_posterior_mm: float | None
+    ratio_anterior_posterior: float | None
+    ratio_middle_posterior: float | None
+    ratio_posterior_neighbours: float | None
+    height_loss: float | None
+    genant_grade: int | None
+    deformity: FractureType | None
     body_center_mm: float | None = None
     flags: list[str] = field(default_factory=list)
 
+    @staticmethod
+    def from_result(g: GenantResult, body_center_mm: float | None, flags: Sequence[str]) -> VertebraAssessment:
+        return VertebraAssessment(
+            g.level, g.height_anterior_mm, g.height_middle_mm, g.height_posterior_mm, g.ratio_anterior_posterior,
+            g.ratio_middle_posterior, g.ratio_posterior_neighbours, g.height_loss, g.genant_grade, g.deformity,
+            body_center_mm, list(dict.fromkeys(flags)),
+        )
+
     def to_json(self) -> dict[str, object]:
-        g = self.genant
-
-        def r(x: float | None) -> float | None:
-            return None if x is None or not math.isfinite(x) else round(float(x), 2)
-
+        """The per-vertebra fields added to ``osteolake extract --json``."""
         return {
-            "height_anterior_mm": r(g.height_anterior_mm),
-            "height_middle_mm": r(g.height_middle_mm),
-            "height_posterior_mm": r(g.height_posterior_mm),
-            "genant_grade": g.genant_grade,
-            "deformity": g.deformity.value if g.deformity is not None else None,
+            "height_anterior_mm": _r(self.height_anterior_mm),
+            "height_middle_mm": _r(self.height_middle_mm),
+            "height_posterior_mm": _r(self.height_posterior_mm),
+            "genant_grade": self.genant_grade,
+            "deformity": self.deformity.value if self.deformity is not None else None,
         }
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None or not math.isfinite(x) else round(float(x), nd)
 
 
 def grade_measurements(ms: Sequence[HeightMeasurement]) -> list[GenantResult]:
@@ -259,7 +280,7 @@ def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float],
     grades = grade_measurements(ms)
     out = []
     for m, gr in zip(ms, grades, strict=True):
-        out.append(VertebraAssessment(m.level, m, gr, None, list(m.flags)))
+        out.append(VertebraAssessment.from_result(gr, None, m.flags))
     return out
 
 
@@ -297,10 +318,10 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
     """Centre (row_mm, col_mm) and half depth (mm) of the vertebral body near ``centre`` on a CT sagittal
     reformat (rows cranial-increasing, columns anterior to posterior), or None.
 
-    Bone above ``CT_BONE_HU`` is closed, hole-filled (the cortical shell encloses the trabecular body,
-    however low its density) and opened by a 3 mm disk; of the components whose centre lies within 15 mm
-    (along the spine) of ``centre`` and which are at least 12 mm deep and 6 mm high, the most anterior is
-    the body: in the mid-sagittal plane the posterior elements always lie behind it.
+    Bone above ``CT_BONE_HU`` is closed (along the columns only), hole-filled (the cortical shell encloses the trabecular body,
+    however low its density) and opened by a 3 mm disk; of the components at least 12 mm deep and 6 mm
+    high, the one nearest to ``centre`` along the spine (within 15 mm) is the body, and among equally near
+    ones the most anterior: in the mid-sagittal plane the posterior elements always lie behind it.
     """
     sr, sc = spacing
     r0 = int(max(0, (centre[0] - reach_mm) / sr))
@@ -311,7 +332,8 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
         return None
     win = np.asarray(image[r0:r1, c0:c1], dtype=np.float64)
     m = win > CT_BONE_HU
-    m = ndi.binary_closing(m, structure=np.ones((3, 3), bool), border_value=0)
+    # close across the columns only: closing along the spine would bridge thin discs
+    m = ndi.binary_closing(m, structure=np.ones((1, 3), bool), border_value=0)
     m = ndi.binary_fill_holes(m)
     rr = max(1, int(round(1.5 / sr)))
     rc = max(1, int(round(1.5 / sc)))
@@ -319,19 +341,22 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
     disk = (yy * sr) ** 2 + (xx * sc) ** 2 <= 1.5**2 + 1e-6
     m = ndi.binary_opening(m, structure=disk)
     lab, n = ndi.label(m)
-    best = None
-    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+    best: tuple[float, float, tuple[tuple[float, float], float]] | None = None
+    for sl in ndi.find_objects(lab):
         if sl is None:
             continue
         h = (sl[0].stop - sl[0].start) * sr
         d = (sl[1].stop - sl[1].start) * sc
-        rc_mm = (r0 + (sl[0].start + sl[0].stop - 1) / 2) * sr
+        top, bottom = (r0 + sl[0].stop - 1) * sr, (r0 + sl[0].start) * sr
+        rc_mm = 0.5 * (top + bottom)
         cc_mm = (c0 + (sl[1].start + sl[1].stop - 1) / 2) * sc
-        if h < 6.0 or d < 12.0 or abs(rc_mm - centre[0]) > 15.0:
+        miss = max(bottom - centre[0], centre[0] - top, 0.0)  # distance along the spine from the guess
+        if h < 6.0 or d < 12.0 or miss > 15.0:
             continue
-        if best is None or cc_mm < best[0][1]:
-            best = ((rc_mm, cc_mm), d / 2)
-    return best
+        key = (round(miss / 3.0), cc_mm)  # nearest along the spine first, then the most anterior
+        if best is None or key < best[:2]:
+            best = (key[0], key[1], ((rc_mm, cc_mm), d / 2))
+    return best[2] if best is not None else None
 
 
 def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[VertebraAssessment]:
@@ -395,7 +420,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     out: list[VertebraAssessment] = []
     for m, gr in zip(measured, grades, strict=True):
         z = z0 + m.centre_mm[0] if m.centre_mm else by_level[m.level].z_mm
-        out.append(VertebraAssessment(m.level, m, gr, float(z), list(m.flags)))
+        out.append(VertebraAssessment.from_result(gr, float(z), m.flags))
     return out
 
 

@@ -134,6 +134,9 @@ class Volume:
         return int(np.argmin(np.abs(self.slice_z_mm - z_mm)))
 
 
+_CACHE: dict[str, Dataset] = {}  # header datasets of the current load, by path (pixel data deferred)
+
+
 def _float(ds: Dataset, key: str) -> float | None:
     v = ds.get(key)
     if v is None or v == "":
@@ -169,8 +172,13 @@ def read_header(path: str | os.PathLike[str], opener: Opener | None = None) -> S
     """
     p = str(path)
     try:
-        src = _open(p, opener)
-        ds = pydicom.dcmread(src, stop_before_pixels=True, force=False)
+        if opener is None:
+            # Pixel data is deferred (read from the file only if accessed), so this one parse also
+            # serves the pixel pass of the chosen series.
+            ds = pydicom.dcmread(p, defer_size="64 KB", force=False)
+            _CACHE[p] = ds
+        else:
+            ds = pydicom.dcmread(_open(p, opener), stop_before_pixels=True, force=False)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as e:
         raise ValueError(f"{p}: not a readable DICOM file ({type(e).__name__}: {e})") from e
     orient = _floats(ds, "ImageOrientationPatient", 6)
@@ -364,7 +372,8 @@ def build_volume(
     bad = 0
     for h in hs:
         try:
-            ds = pydicom.dcmread(_open(h.path, opener))
+            cached = _CACHE.pop(h.path, None) if opener is None else None
+            ds = cached if cached is not None else pydicom.dcmread(_open(h.path, opener))
             raw = _decode(ds)
             slope = _float(ds, "RescaleSlope") or 1.0
             inter = _float(ds, "RescaleIntercept") or 0.0
@@ -447,10 +456,14 @@ def load_best_ct_volume(
         raise ValueError(f"paths {paths!r}: no CT series (modalities found: {', '.join(mods) or 'none'})")
     ranked = sorted(ct.items(), key=lambda kv: axial_score(kv[1]), reverse=True)
     uid, hs = ranked[0]
-    usable = [h for h in hs if h.modality == "CT" and not h.is_localizer and h.position]
+    usable = [h for h in hs if h.modality == "CT" and h.position]  # build_volume drops and flags localizers
     if not usable:
         usable = [h for h in hs if h.modality == "CT"]
-    vol = build_volume(usable, opener)
+    try:
+        vol = build_volume(usable, opener)
+    finally:
+        for f in files:
+            _CACHE.pop(f, None)
     selection = {
         "series_instance_uid": uid,
         "candidates": [

@@ -9,6 +9,7 @@ GPU when one is present. Its weights travel as bytes (the warehouse stores them 
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -133,6 +134,15 @@ def train_deep(images: NDArray[np.float32], data: SurvData, config: DeepConfig, 
     hold_idx = torch.from_numpy(np.flatnonzero(inner)).to(dev)
     model = SurvivalCNN(config.channels).to(dev)
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Ties in `time` detected")
+        return _train_loop(model, opt, x, t, e, fit_idx, hold_idx, config, str(dev))
+
+
+def _train_loop(
+    model: SurvivalCNN, opt: torch.optim.Optimizer, x: torch.Tensor, t: torch.Tensor, e: torch.Tensor,
+    fit_idx: torch.Tensor, hold_idx: torch.Tensor, config: DeepConfig, dev: str,
+) -> DeepFit:
     best = (float("inf"), 0, {k: v.detach().clone() for k, v in model.state_dict().items()})
     for epoch in range(1, config.epochs + 1):
         model.train()
@@ -152,7 +162,7 @@ def train_deep(images: NDArray[np.float32], data: SurvData, config: DeepConfig, 
         if val < best[0]:
             best = (val, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
     model.load_state_dict(best[2])
-    return DeepFit(model=model, config=config, epochs_run=best[1], device=str(dev))
+    return DeepFit(model=model, config=config, epochs_run=best[1], device=dev)
 
 
 def deep_risk_score(image: NDArray[Any], weights: bytes | DeepFit) -> float:

@@ -116,7 +116,7 @@ def fit_and_validate(
     df = join_cohort(cohort, features)
     mask, split_desc = split_validation(df, config)
     dev_idx, val_idx = np.flatnonzero(~mask), np.flatnonzero(mask)
-    dev_df, val_df = df[dev_idx], df[val_idx]
+    dev_df = df[dev_idx]
     trained_at = datetime.now(UTC)
     code = code_version()
     cohort_hash = config.cohort_definition_hash or _data_hash(cohort)
@@ -131,6 +131,9 @@ def fit_and_validate(
 
     for outcome in config.outcomes:
         tcol, ecol = outcome_columns(outcome)
+        bad = df.filter(pl.col(tcol).is_null() | (pl.col(tcol) < 0)).height
+        if bad:
+            raise ValueError(f"cohort.{tcol}: {bad} persons have a missing or negative follow-up time")
         data = truncate(df[tcol].cast(pl.Float64).to_numpy(), df[ecol].fill_null(False).to_numpy(), config.horizon_years)
         dev, val = data.take(dev_idx), data.take(val_idx)
         threshold = config.thresholds[outcome]

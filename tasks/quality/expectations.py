@@ -24,6 +24,13 @@ _DATASOURCE = "osteolake"
 _MAX_SAMPLES = 5
 
 
+def _quiet_gx_loggers() -> None:
+    """GX sets INFO on its module loggers (temp docs folders, registrations); keep them to warnings."""
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("great_expectations"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _context() -> Any:
     """The process-wide ephemeral GX context (created once, ~3 s; offline)."""
     global _CONTEXT
@@ -31,8 +38,9 @@ def _context() -> Any:
         import great_expectations as gx
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
+        _quiet_gx_loggers()
         ctx = gx.get_context(mode="ephemeral")
+        _quiet_gx_loggers()
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         ctx.data_sources.add_pandas(_DATASOURCE)
         _CONTEXT = ctx

@@ -99,7 +99,10 @@ def render_report(results: Sequence[CheckResult], run_id: str, run_time: datetim
         grouped by stage and table with failures first.
     """
     when = run_time or datetime.now(UTC)
-    ordered = sorted(results, key=lambda r: (_order(r)[0], r.stage, r.table, r.check))
+    stage_rank: dict[str, int] = {}
+    for r in results:
+        stage_rank.setdefault(r.stage, len(stage_rank))
+    ordered = sorted(results, key=lambda r: (_order(r)[0], stage_rank[r.stage], r.table, r.check))
     failures = [r for r in ordered if not r.success]
     return _ENV.get_template("report.html.j2").render(
         run_id=run_id,

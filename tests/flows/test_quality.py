@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -35,8 +36,10 @@ def _cohort(keys: list[str]) -> pa.Table:
     }))
 
 
-def _dq_app() -> typer.Typer:
-    from flows.cli import dq
+def _dq_app(monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
+    from flows.cli import common, dq
+
+    monkeypatch.setattr(common.console, "width", 200)  # rich sizes the shared console once, at import
 
     app = typer.Typer()
     dq.register(app)
@@ -48,7 +51,7 @@ def _dq_app() -> typer.Typer:
     return app
 
 
-def test_stage_checks_block_on_an_orphan_and_dq_prints_the_run(tmp_path: Path) -> None:
+def test_stage_checks_block_on_an_orphan_and_dq_prints_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"{i:032x}" for i in range(4)]
     wh = Warehouse(tmp_path / "wh")
     b = wh.begin("run-1")
@@ -73,15 +76,15 @@ def test_stage_checks_block_on_an_orphan_and_dq_prints_the_run(tmp_path: Path) -
                                              "report_path": str(path)})
     assert wh.current() is None                              # nothing was published
 
-    res = CliRunner().invoke(_dq_app(), ["dq", "--warehouse", str(wh.root)], terminal_width=200)
+    res = CliRunner().invoke(_dq_app(monkeypatch), ["dq", "--warehouse", str(wh.root)])
     assert res.exit_code == 0, res.output
     assert "run-1" in res.output and "references(person_key->omop_persons)" in res.output
     assert "1 critical failures" in res.output and "publish blocked" in res.output
-    assert f"report: {path}" in res.output.replace("\n", "")
+    assert f"report: {path}" in res.output
     assert keys[3] not in res.output
 
 
-def test_check_current_snapshot_and_dq_picks_the_latest_run(tmp_path: Path) -> None:
+def test_check_current_snapshot_and_dq_picks_the_latest_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [f"{i:032x}" for i in range(3)]
     wh = Warehouse(tmp_path / "wh")
     b = wh.begin("seed")
@@ -96,8 +99,8 @@ def test_check_current_snapshot_and_dq_picks_the_latest_run(tmp_path: Path) -> N
     assert {"cohort", "omop_persons", "series", "vertebra_measurements"} <= tables  # every declared table
     assert "dq_results" not in tables
 
-    app = _dq_app()
-    res = CliRunner().invoke(app, ["dq", "--warehouse", str(wh.root), "--all"], terminal_width=200)
+    app = _dq_app(monkeypatch)
+    res = CliRunner().invoke(app, ["dq", "--warehouse", str(wh.root), "--all"])
     assert res.exit_code == 0, res.output
     assert "recheck-1" in res.output and "0 critical failures" in res.output and "pass" in res.output
     bad = CliRunner().invoke(app, ["dq", "--warehouse", str(wh.root), "--run", "nope"])
