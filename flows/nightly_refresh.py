@@ -133,7 +133,7 @@ def run_refresh(
     with summary.stage("publish") as c:
         if summary.blocked_by:
             say("publish: BLOCKED by critical data-quality failures; the previous snapshot stays current")
-            builder.abort()
+            # Nothing to undo: the run's data files are referenced by no snapshot and are pruned later.
             c.update(published=False)
         else:
             info = builder.publish({"run_id": summary.run_id, "stages": summary.stages})
