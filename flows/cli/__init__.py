@@ -26,7 +26,6 @@ _MODULES = (
     "flows.cli.refresh",
     "flows.cli.sql",
     "flows.cli.snapshots",
-    "flows.cli.export",
     "flows.cli.dq",
     "flows.cli.models",
     "flows.cli.serve",

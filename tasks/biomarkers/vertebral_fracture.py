@@ -157,7 +157,8 @@ def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray
     return np.polyfit(uu, zz, 2)
 
 
-def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess) -> HeightMeasurement:
+def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
+                 column_half_mm: float = 0.5) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -168,6 +169,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         (row, column) pixel spacing in mm.
     g
         Where the body is and how far the endplate searches may reach.
+    column_half_mm
+        Half width of the band averaged into each endplate profile (wider for noisy radiographs).
 
     Notes
     -----
@@ -196,7 +199,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     bot = np.full(N_POINTS, np.nan)
     up_stop = min(n0 + int(g.up_mm / STEP_MM), patch.shape[0] - 1) + 1
     down_stop = max(n0 - int(g.down_mm / STEP_MM), 0) - 1
-    w = max(1, int(round(0.5 / STEP_MM)))
+    w = max(1, int(round(column_half_mm / STEP_MM)))
     for q, uq in enumerate(u):
         c = int(round(c_mid + uq * (post - ant) / 2))
         col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)

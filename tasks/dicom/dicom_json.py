@@ -109,6 +109,37 @@ def elements_to_json(elements: Elements, encoding: str, pixel_rep: int | None = 
     return out
 
 
+_FRAGMENTS: dict[tuple[Any, ...], str] = {}
+_MAX_FRAGMENTS = 200_000
+
+
+def elements_to_json_text(elements: Elements, encoding: str) -> str:
+    """:func:`elements_to_json` as compact JSON text, memoising each element's text by its raw bytes.
+
+    Patient-, study- and series-level elements repeat across the files of a series byte for byte, so
+    most elements cost a dictionary lookup. The memo is per process and cleared when it grows large.
+    """
+    pr = elements.get(0x00280103)
+    pixel_rep = int.from_bytes(pr[1], "little") if pr is not None and pr[0] == "US" and len(pr[1]) == 2 else None
+    frags = []
+    memo = _FRAGMENTS
+    for tag in sorted(elements):
+        vr, raw = elements[tag]
+        if vr in _ALWAYS_SKIP or tag >> 16 & 1 or not tag & 0xFFFF or tag in PHI_TAGS:
+            continue
+        k = (tag, vr, raw.raw if vr == "SQ" else raw, encoding, pixel_rep)
+        frag = memo.get(k)
+        if frag is None:
+            one = elements_to_json({tag: (vr, raw)}, encoding, pixel_rep)
+            frag = dumps(one)[1:-1]
+            if len(memo) >= _MAX_FRAGMENTS:
+                memo.clear()
+            memo[k] = frag
+        if frag:
+            frags.append(frag)
+    return "{" + ",".join(frags) + "}"
+
+
 def _py_value(vr: str, value: Any) -> list[Any]:
     if value is None or value == "":
         return []

@@ -47,6 +47,7 @@ CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_
 _U16x2 = struct.Struct("<HH")
 _EXPL = struct.Struct("<HH2sH")
 _U32 = struct.Struct("<I")
+_IMPL = struct.Struct("<HHI")
 
 Elements = dict[int, tuple[str, Any]]
 """tag -> (VR, value): ``bytes`` for ordinary elements, ``list[Elements]`` (items) for ``SQ``."""
@@ -84,28 +85,39 @@ def _known_vr(tag: int) -> str | None:
     return None if vr == "UN" else vr
 
 
+class Items(list):  # type: ignore[type-arg]
+    """The items of a sequence, plus the sequence's raw value bytes (a cache key for its JSON)."""
+
+    __slots__ = ("raw",)
+
+
+_VR_INFO: dict[bytes, tuple[str, bool]] = {**{b: (v, False) for b, v in _SHORT_B.items()},
+                                           **{b: (v, True) for b, v in _LONG_B.items()}}
+
+
 def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[Elements, int]:
     """Parse elements in ``buf[pos:end]``; stops at an item delimiter (nested) or the pixel data (top)."""
     out: Elements = {}
     n = len(buf)
+    vr_info = _VR_INFO
+    expl = _EXPL.unpack_from
+    u32 = _U32.unpack_from
     while pos < end:
         if pos + 8 > n:
             raise Truncated(f"element header at byte {pos} runs past the end ({n} bytes)")
         if implicit:
-            group, elem = _U16x2.unpack_from(buf, pos)
+            group, elem, length = _IMPL.unpack_from(buf, pos)
             tag = group << 16 | elem
             if group == 0xFFFE:
-                (length,) = _U32.unpack_from(buf, pos + 4)
                 if tag in (ITEM_END, SEQ_END):
                     return out, pos + 8
                 raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
             if top and tag in PIXEL_TAGS:
                 return out, pos
-            (length,) = _U32.unpack_from(buf, pos + 4)
             vr = _implicit_vr(tag) if group & 1 == 0 else "UN"
             pos += 8
         else:
-            group, elem, vrb, length = _EXPL.unpack_from(buf, pos)
+            group, elem, vrb, length = expl(buf, pos)
             tag = group << 16 | elem
             if group == 0xFFFE:
                 if tag in (ITEM_END, SEQ_END):
@@ -113,43 +125,48 @@ def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[E
                 raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
             if top and tag in PIXEL_TAGS:
                 return out, pos
-            vr = _SHORT_B.get(vrb)  # type: ignore[assignment]
-            if vr is not None:
-                pos += 8
-            else:
-                vr = _LONG_B.get(vrb)  # type: ignore[assignment]
-                if vr is None:
-                    raise FastPathUnsupported(f"unknown VR {vrb!r} at byte {pos}")
+            info = vr_info.get(vrb)
+            if info is None:
+                raise FastPathUnsupported(f"unknown VR {vrb!r} at byte {pos}")
+            vr, long = info
+            if long:
                 if pos + 12 > n:
                     raise Truncated(f"element header at byte {pos} runs past the end")
-                (length,) = _U32.unpack_from(buf, pos + 8)
+                (length,) = u32(buf, pos + 8)
                 pos += 12
-        if vr == "UN" and not implicit:
-            known = _known_vr(tag)
-            if known == "SQ" or length == UNDEFINED:
-                items, pos = _parse_items(buf, pos, length, True)
-                out[tag] = ("SQ", items)
-                continue
-            if known is not None:
-                vr = known
-        if vr == "SQ" or (length == UNDEFINED and vr == "UN" and implicit):
+            else:
+                pos += 8
+            if vr == "UN":
+                known = _known_vr(tag)
+                if known == "SQ" or length == UNDEFINED:
+                    start = pos
+                    items, pos = _parse_items(buf, pos, length, True)
+                    items.raw = buf[start:pos]
+                    out[tag] = ("SQ", items)
+                    continue
+                if known is not None:
+                    vr = known
+        if vr == "SQ" or (length == UNDEFINED and vr == "UN"):
+            start = pos
             items, pos = _parse_items(buf, pos, length, implicit)
+            items.raw = buf[start:pos]
             out[tag] = ("SQ", items)
             continue
         if length == UNDEFINED:
             raise FastPathUnsupported(f"undefined length {vr} element ({tag:08X}) outside pixel data")
-        if pos + length > n:
+        nxt = pos + length
+        if nxt > n:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes at {pos}, file has {n}")
-        out[tag] = (vr, buf[pos : pos + length])
-        pos += length
+        out[tag] = (vr, buf[pos:nxt])
+        pos = nxt
     return out, pos
 
 
-def _parse_items(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[list[Elements], int]:
+def _parse_items(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[Items, int]:
     end = len(buf) if length == UNDEFINED else pos + length
     if length != UNDEFINED and end > len(buf):
         raise Truncated(f"sequence at byte {pos} needs {length} bytes")
-    items: list[Elements] = []
+    items = Items()
     while pos < end:
         if pos + 8 > len(buf):
             raise Truncated(f"item header at byte {pos} runs past the end")
