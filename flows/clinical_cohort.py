@@ -18,20 +18,23 @@ import polars as pl
 
 from tasks.clinical.fractures import fracture_events
 from tasks.clinical.risk_factors import risk_factor_records
-from tasks.clinical.source import omop_source, read_all
+from tasks.clinical.source import OmopValidationError, omop_source, read_all
 from tasks.clinical.staging import StagedOmop, stage_omop
 from tasks.cohort.build import build_cohort
 from tasks.cohort.definition import load_definition
 from tasks.cohort.imaging import ImagingInputs
 from tasks.quality.gate import check_omop_input
+from tasks.quality.results import CheckKind, CheckResult, Severity
 from warehouse.lake import SnapshotBuilder
 
 
 @dataclass
 class ClinicalStage:
-    staged: StagedOmop
-    fractures: pl.LazyFrame
-    risk_records: pl.LazyFrame
+    """The staged record for the cohort, or ``None`` when the OMOP input was unusable (see ``checks``)."""
+
+    staged: StagedOmop | None
+    fractures: pl.LazyFrame | None
+    risk_records: pl.LazyFrame | None
     counts: dict[str, Any] = field(default_factory=dict)
     checks: list[Any] = field(default_factory=list)
 
@@ -40,8 +43,15 @@ def run_clinical(builder: SnapshotBuilder, omop: str, key: bytes, *, issuer: str
     """Read, check and stage the OMOP source; write the clinical silver tables to ``builder``."""
     from schemas import get_table
 
-    source = omop_source(omop)
-    frames = read_all(source)
+    try:
+        frames = {name: lf.collect() for name, lf in read_all(omop_source(omop)).items()}
+    except (OmopValidationError, FileNotFoundError) as e:
+        # Unusable input is a critical data-quality failure: the run reports it and does not publish.
+        failure = CheckResult(
+            table="omop", check="omop_input_is_readable", severity=Severity.CRITICAL, success=False,
+            kind=CheckKind.OMOP, details=str(e)[:2000], stage="clinical",
+        )
+        return ClinicalStage(None, None, None, counts={"error": str(e)[:200]}, checks=[failure])
     checks = list(check_omop_input(frames))
     staged = stage_omop(frames, key, issuer)
     checks += staged.issues
@@ -62,6 +72,8 @@ def run_clinical(builder: SnapshotBuilder, omop: str, key: bytes, *, issuer: str
 
 def run_cohort(builder: SnapshotBuilder, definition_path: Path | None, clinical: ClinicalStage) -> dict[str, Any]:
     """Build ``cohort``, ``features`` and ``attrition`` from the staged record and the imaging tables."""
+    if clinical.staged is None:
+        return {"skipped": "no usable clinical record"}
 
     def frame(name: str) -> pl.DataFrame:
         df = pl.from_arrow(builder.read(name))

@@ -16,7 +16,7 @@ from rich.table import Table
 QUERIES: tuple[tuple[str, str], ...] = (
     (
         "Series in the index, by modality and orientation",
-        "select modality, orientation, count(*) as n_series, sum(n_instances) as n_instances\n"
+        "select modality, orientation_class, count(*) as n_series, sum(n_instances) as n_instances\n"
         "from series group by all order by n_series desc",
     ),
     (
@@ -26,9 +26,10 @@ QUERIES: tuple[tuple[str, str], ...] = (
     ),
     (
         "Outcome models in the registry and their held-out discrimination",
-        "select r.model_name, r.outcome, r.is_production, round(m.value, 3) as harrell_c\n"
-        "from model_registry r join model_metrics m using (model_version)\n"
-        "where m.metric = 'harrell_c' and m.split = 'test' order by r.outcome, harrell_c desc",
+        "select r.outcome, r.model_name, r.status, r.n_valid, r.events_valid,\n"
+        "       round(m.estimate, 3) as harrell_c, round(m.ci_lower, 3) as ci_lower, round(m.ci_upper, 3) as ci_upper\n"
+        "from model_registry r join model_metrics m using (model_version, outcome)\n"
+        "where m.metric = 'c_harrell' and m.term is null order by r.outcome, harrell_c desc",
     ),
 )
 

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import (
+    UID,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
     RLELossless,
@@ -121,8 +122,8 @@ def finish(ds: Dataset, sop_uid: str, syntax: Syntax | str = Syntax.EXPLICIT) ->
     ds.SOPInstanceUID = sop_uid
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = sop_uid
-    meta.ImplementationClassUID = IMPLEMENTATION_UID
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
+    meta.ImplementationClassUID = UID(IMPLEMENTATION_UID)
     meta.ImplementationVersionName = "OSTEOLAKE_SYN"
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds.file_meta = meta

@@ -48,7 +48,7 @@ class DirtPlan:
         truth.add("dirty_files", {"path": "README.txt", "defect": "non_dicom", "detail": "text file"})
         for folder, tilt in self.tilted:
             truth.add("dirty_files", {"path": folder, "defect": "gantry_tilt", "detail": f"{tilt:.1f} deg"})
-        ct = {}
+        ct: dict[str, dict[str, SeriesRecord]] = {}
         for rec in arc.series:
             if rec.row["kind"] in ("ct_axial_thin", "ct_axial_thick", "ct_localizer"):
                 ct.setdefault(rec.row["study_instance_uid"], {})[rec.row["kind"]] = rec

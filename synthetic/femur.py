@@ -83,7 +83,7 @@ class Femur:
 
 def femur_for(p: Patient) -> Femur:
     """The patient's left proximal femur (size by sex and height, angle and lengths sampled per patient)."""
-    rng = np.random.default_rng([p.index, int(p.patient_id[3:10]), 0xFE]) 
+    rng = np.random.default_rng([p.index, int(p.patient_id[3:10]), 0xFE])
     sh = p.height_cm / 170.0
     male = p.sex == "M"
     return Femur(

@@ -29,7 +29,13 @@ from synthetic.ct import (
     thick_from_thin,
     vertebra_truth,
 )
-from synthetic.ct_dicom import StudyContext, axial_datasets, dose_sr_dataset, localizer_dataset, sagittal_datasets
+from synthetic.ct_dicom import (
+    StudyContext,
+    axial_datasets,
+    dose_sr_dataset,
+    localizer_dataset,
+    sagittal_datasets,
+)
 from synthetic.population import Patient, Study, make_population
 from synthetic.truth import TruthRows
 
@@ -86,13 +92,13 @@ def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small
     if small:
         pixel, thin = fov / 48.0, float(_choice(rng, [2.0, 2.5], [0.5, 0.5]))  # type: ignore[arg-type]
     else:
-        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.03, 0.12, 0.25, 0.3, 0.3]))  # type: ignore[arg-type]
+        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.025, 0.05, 0.2, 0.3, 0.425]))  # type: ignore[arg-type]
         pixel = max(pixel, fov / 512.0)
-        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.1, 0.25, 0.65]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
-    thick = float(_choice(rng, [3.0, 4.0, 5.0], [0.2, 0.2, 0.6]))  # type: ignore[arg-type]
+        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.06, 0.24, 0.7]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
+    thick = float(_choice(rng, [3.0, 4.0, 5.0], [0.1, 0.2, 0.7]))  # type: ignore[arg-type]
     t10 = anat.vertebra("T10")
-    z_lo = anat.z_s1 - float(rng.uniform(25, 60))
-    z_hi = t10.z_max + float(rng.uniform(2, 20))
+    z_lo = anat.z_s1 - float(rng.uniform(20, 45))
+    z_hi = t10.z_max + float(rng.uniform(2, 14))
     if study.kind == "ct_chest":
         z_hi = t10.z_max + float(rng.uniform(25, 50))
         z_lo = anat.vertebra("L5").z_min - float(rng.uniform(3, 15))

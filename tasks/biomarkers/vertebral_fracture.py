@@ -22,9 +22,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
+from schemas.tables.fragility import VERTEBRAL_FRACTURES
 from tasks.biomarkers.genant import LEVELS, FractureType, GenantResult, VertebralHeights, grade_vertebrae
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
@@ -277,9 +279,9 @@ def grade_measurements(ms: Sequence[HeightMeasurement]) -> list[GenantResult]:
 
 
 def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float],
-                   guesses: Sequence[BodyGuess]) -> list[VertebraAssessment]:
+                   guesses: Sequence[BodyGuess], column_half_mm: float = 0.5) -> list[VertebraAssessment]:
     """Measure every body of ``guesses`` on one sagittal image and grade the series."""
-    ms = [measure_body(image, spacing, g) for g in guesses if g.level in LEVELS]
+    ms = [measure_body(image, spacing, g, column_half_mm) for g in guesses if g.level in LEVELS]
     grades = grade_measurements(ms)
     out = []
     for m, gr in zip(ms, grades, strict=True):
@@ -462,3 +464,32 @@ def guesses_from_centres(
         out.append(BodyGuess(level, (float(pts[i, 0]), float(pts[i, 1])), (float(a[0]), float(a[1])),
                              (float(perp[0]), float(perp[1])), up, down, half_depths.get(level, 20.0)))
     return out
+
+
+def fracture_table(series_instance_uid: str, study_instance_uid: str | None,
+                   assessments: Sequence[VertebraAssessment], source: str, extractor_version: str) -> pa.Table:
+    """``vertebral_fractures`` rows (one per level) of one series, conformed to the declared schema.
+
+    Parameters
+    ----------
+    source
+        ``ct``, ``radiograph`` or ``dxa``.
+    """
+    sdi = sum(a.genant_grade or 0 for a in assessments)
+    rows = []
+    for a in assessments:
+        rows.append({
+            "series_instance_uid": series_instance_uid, "level": a.level,
+            "height_anterior_mm": a.height_anterior_mm, "height_middle_mm": a.height_middle_mm,
+            "height_posterior_mm": a.height_posterior_mm, "ratio_anterior_posterior": a.ratio_anterior_posterior,
+            "ratio_middle_posterior": a.ratio_middle_posterior,
+            "ratio_posterior_neighbours": a.ratio_posterior_neighbours, "height_loss": a.height_loss,
+            "genant_grade": a.genant_grade, "fracture_type": a.deformity.value if a.deformity else None,
+            "is_fracture": None if a.genant_grade is None else a.genant_grade >= 1,
+            "spinal_deformity_index": sdi, "body_center_mm": a.body_center_mm,
+            "qc_flags": ",".join(a.flags), "study_instance_uid": study_instance_uid, "source": source,
+            "extractor_version": extractor_version,
+        })
+    if not rows:
+        return VERTEBRAL_FRACTURES.empty()
+    return VERTEBRAL_FRACTURES.conform(pa.Table.from_pylist(rows))

@@ -45,7 +45,7 @@ NUMERIC_SIZE = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "SV": 8, "
 CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_IR 192": "utf_8"}
 
 _U16x2 = struct.Struct("<HH")
-_EXPL = struct.Struct("<HH2sH")
+_EXPL = struct.Struct("<HHHH")
 _U32 = struct.Struct("<I")
 _IMPL = struct.Struct("<HHI")
 
@@ -91,18 +91,27 @@ class Items(list):  # type: ignore[type-arg]
     __slots__ = ("raw",)
 
 
-_VR_INFO: dict[bytes, tuple[str, bool]] = {**{b: (v, False) for b, v in _SHORT_B.items()},
-                                           **{b: (v, True) for b, v in _LONG_B.items()}}
+_VR_INFO: dict[int, tuple[str, bool]] = {
+    **{int.from_bytes(b, "little"): (v, False) for b, v in _SHORT_B.items()},
+    **{int.from_bytes(b, "little"): (v, True) for b, v in _LONG_B.items()},
+}
 
 
-def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[Elements, int]:
-    """Parse elements in ``buf[pos:end]``; stops at an item delimiter (nested) or the pixel data (top)."""
+def _parse(
+    buf: bytes, pos: int, end: int, implicit: bool, top: bool, keys: list[tuple[int, bytes]] | None = None
+) -> tuple[Elements, int]:
+    """Parse elements in ``buf[pos:end]``; stops at an item delimiter (nested) or the pixel data (top).
+
+    With ``keys``, ``(tag, whole element bytes)`` of each public, non-group-length element is appended
+    (the memo key of its DICOM JSON text).
+    """
     out: Elements = {}
     n = len(buf)
     vr_info = _VR_INFO
     expl = _EXPL.unpack_from
     u32 = _U32.unpack_from
     while pos < end:
+        start0 = pos
         if pos + 8 > n:
             raise Truncated(f"element header at byte {pos} runs past the end ({n} bytes)")
         if implicit:
@@ -127,7 +136,7 @@ def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[E
                 return out, pos
             info = vr_info.get(vrb)
             if info is None:
-                raise FastPathUnsupported(f"unknown VR {vrb!r} at byte {pos}")
+                raise FastPathUnsupported(f"unknown VR {vrb.to_bytes(2, 'little')!r} at byte {pos}")
             vr, long = info
             if long:
                 if pos + 12 > n:
@@ -143,6 +152,8 @@ def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[E
                     items, pos = _parse_items(buf, pos, length, True)
                     items.raw = buf[start:pos]
                     out[tag] = ("SQ", items)
+                    if keys is not None:
+                        keys.append((tag, buf[start0:pos]))
                     continue
                 if known is not None:
                     vr = known
@@ -151,6 +162,8 @@ def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[E
             items, pos = _parse_items(buf, pos, length, implicit)
             items.raw = buf[start:pos]
             out[tag] = ("SQ", items)
+            if keys is not None and not group & 1 and elem:
+                keys.append((tag, buf[start0:pos]))
             continue
         if length == UNDEFINED:
             raise FastPathUnsupported(f"undefined length {vr} element ({tag:08X}) outside pixel data")
@@ -158,6 +171,8 @@ def _parse(buf: bytes, pos: int, end: int, implicit: bool, top: bool) -> tuple[E
         if nxt > n:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes at {pos}, file has {n}")
         out[tag] = (vr, buf[pos:nxt])
+        if keys is not None and not group & 1 and elem:
+            keys.append((tag, buf[start0:nxt]))
         pos = nxt
     return out, pos
 
@@ -240,10 +255,11 @@ class FastHeader:
     with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
     """
 
-    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos")
+    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "keys")
 
     def __init__(self, meta: Elements, elements: Elements, transfer_syntax: str, implicit: bool,
-                 encoding: str, pixel_pos: int) -> None:
+                 encoding: str, pixel_pos: int, keys: list[tuple[int, bytes]] | None = None) -> None:
+        self.keys = keys or []
         self.meta = meta
         self.elements = elements
         self.transfer_syntax = transfer_syntax
@@ -333,7 +349,10 @@ def read_fast(buf: bytes) -> FastHeader:
     pos = 132
     meta: Elements = {}
     n = len(buf)
-    while pos + 8 <= n:
+    if buf[132:140] == b"\x02\x00\x00\x00UL\x04\x00" and n >= 144:  # group length: parse the group at once
+        (glen,) = _U32.unpack_from(buf, 140)
+        meta, pos = _parse(buf, 132, min(144 + glen, n), False, top=False)
+    while pos + 8 <= n:  # elements of group 2 past the stated length (or no group length at all)
         group = buf[pos] | buf[pos + 1] << 8
         if group != 2:
             break
@@ -352,7 +371,8 @@ def read_fast(buf: bytes) -> FastHeader:
         looks_explicit = vr_bytes in _SHORT_B or vr_bytes in _LONG_B
         if looks_explicit == implicit:
             raise FastPathUnsupported("dataset VR encoding differs from the transfer syntax")
-    elements, pixel_pos = _parse(buf, pos, n, implicit, top=True)
+    keys: list[tuple[int, bytes]] = []
+    elements, pixel_pos = _parse(buf, pos, n, implicit, top=True, keys=keys)
     cs = elements.get(0x00080005)
     encoding = "latin_1"
     if cs is not None:
@@ -361,7 +381,7 @@ def read_fast(buf: bytes) -> FastHeader:
             raise FastPathUnsupported(f"SpecificCharacterSet {name!r}")
         encoding = CHARSETS[name]
     check_pixel_data(buf, pixel_pos, implicit)
-    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos)
+    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, keys)
 
 
 def iter_json_elements(elements: Elements) -> Iterator[tuple[int, str, Any]]:

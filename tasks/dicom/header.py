@@ -374,7 +374,7 @@ def parse_header(data: bytes, *, key: bytes, default_issuer: str | None = None, 
                 raise HeaderError(QuarantineReason.UNSUPPORTED_SYNTAX, f"transfer syntax {fh.transfer_syntax}")
             try:
                 row = build_row_fast(fh, key=key, default_issuer=default_issuer)
-                js = dicom_json.elements_to_json_text(fh.elements, fh.encoding)
+                js = dicom_json.header_json_text(fh)
             except (FastPathUnsupported, UnicodeDecodeError, ValueError, TypeError):
                 row = None
             if row is not None:

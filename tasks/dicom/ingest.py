@@ -29,9 +29,14 @@ NARROW_COLUMNS: tuple[str, ...] = (
 )
 
 
+def _path(sf: SourceFile) -> str:
+    return sf.path
+
+
 def content_hash(data: bytes) -> str:
-    """BLAKE2b-128 of ``data`` as hex (the ``content_hash`` column)."""
-    return hashlib.blake2b(data, digest_size=16).hexdigest()
+    """First 128 bits of SHA-256 of ``data`` as hex (the ``content_hash`` column; SHA-NI makes it the
+    fastest of hashlib's hashes here)."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 @dataclass
@@ -74,7 +79,7 @@ def index_batch(
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     n_fast = 0
-    for sf in sorted(files):
+    for sf in sorted(files, key=_path):
         try:
             data = source.read_bytes(sf.path)
         except Exception as e:  # noqa: BLE001 - any read failure is a property of this file
@@ -97,9 +102,19 @@ def index_batch(
         row["size_bytes"] = len(data)
         row["content_hash"] = h
         rows.append(row)
-    parsed = _to_table("instances", rows)
+    parsed = _columnar("instances", rows)
     qt = _to_table("quarantine", bad)
     return BatchResult(parsed=parsed, quarantined=qt, listed=list(files), fast=n_fast)
+
+
+def _columnar(name: str, rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows -> Arrow column by column with the declared types (faster than ``from_pylist`` + cast)."""
+    decl = get_table(name)
+    if not rows:
+        return decl.empty()
+    schema = decl.arrow_schema()
+    arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
+    return pa.Table.from_arrays(arrays, schema=schema)
 
 
 def _to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
@@ -153,7 +168,7 @@ def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id:
     for path, h in zip(q.column("path").to_pylist(), q.column("content_hash").to_pylist(), strict=True):
         status[path] = ("quarantined", h, None)
     mrows = []
-    for sf in sorted(batch.listed):
+    for sf in sorted(batch.listed, key=_path):
         st, h, sop = status[sf.path]
         mrows.append({"path": sf.path, "size_bytes": sf.size, "mtime": sf.mtime, "content_hash": h,
                       "status": st, "sop_instance_uid": sop, "run_id": run_id})

@@ -69,6 +69,6 @@ def diff_manifest(listing: Iterable[SourceFile], previous: pa.Table) -> Manifest
             out.changed += 1
             out.changed_paths.add(sf.path)
             out.to_read.append(sf)
-    out.to_read.sort()
+    out.to_read.sort(key=lambda sf: sf.path)
     out.removed = sorted(set(prev) - listed)
     return out

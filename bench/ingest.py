@@ -1,0 +1,170 @@
+"""Ingest benchmark: fast path vs a plain pydicom loop, 1 vs 2 Dask workers, peak memory at 20k and 60k files.
+
+Usage::
+
+    .venv/bin/python bench/ingest.py [--files 20000] [--big 60000] [--sample 4000] [--cache .bench]
+
+The synthetic archives are generated once with ``synthetic.hospital.generate(..., small=True)`` and cached
+under ``--cache``. Every ratio is measured in this run against a baseline measured in this run:
+
+- ``ratio_per_core``: CPU seconds of ``pydicom.dcmread(path, stop_before_pixels=True)`` over a sample of
+  files divided by CPU seconds of ``tasks.dicom.ingest.index_batch`` over the same files (read, hash,
+  header parse, promoted columns, DICOM JSON, Arrow);
+- ``scaling_1_to_2``: wall time of a whole ingest of the ``--files`` archive with a 1-worker LocalCluster
+  divided by that with 2 workers (processes, one thread each);
+- ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a process that ingests ``--files`` / ``--big`` files
+  (in-process batches), each in a fresh subprocess.
+
+Ends with one line ``ingest: key=value ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+KEY = b"bench-key-0123456789abcdef"
+FILES_PER_PATIENT = 150  # conservative estimate for small=True; the generator is re-run if short
+
+
+def _count(folder: Path) -> int:
+    return sum(len(f) for _, _, f in os.walk(folder))
+
+
+def archive(cache: Path, name: str, files: int, seed: int) -> Path:
+    """A cached synthetic archive with at least ``files`` files."""
+    from synthetic.hospital import generate
+
+    out = cache / name
+    arch = out / "archive"
+    marker = out / "done.json"
+    if marker.exists() and json.loads(marker.read_text())["files"] >= files:
+        return arch
+    patients = max(1, files // FILES_PER_PATIENT + 1)
+    while True:
+        if out.exists():
+            import shutil
+
+            shutil.rmtree(out)
+        t = time.perf_counter()
+        generate(out, patients, seed, small=True)
+        n = _count(arch)
+        print(f"generated {name}: {patients} patients, {n} files in {time.perf_counter() - t:.0f} s", flush=True)
+        if n >= files:
+            marker.write_text(json.dumps({"files": n, "patients": patients}))
+            return arch
+        patients = int(patients * files / max(n, 1)) + 2
+
+
+def per_core(arch: Path, sample: int) -> dict[str, float]:
+    import pydicom
+
+    from tasks.dicom.ingest import index_batch
+    from tasks.dicom.sources import FolderSource
+
+    src = FolderSource(str(arch))
+    listed = sorted(src.list_files(), key=lambda s: s.path)
+    step = max(1, len(listed) // sample)
+    files = listed[::step][:sample]
+    warm = files[:200]
+    for f in warm:
+        try:
+            pydicom.dcmread(f.path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001, S112 - the baseline skips what it cannot read
+            continue
+    index_batch(src, warm, key=KEY)
+    best_base = best_fast = float("inf")
+    for _ in range(2):
+        t = time.process_time()
+        for f in files:
+            try:
+                pydicom.dcmread(f.path, stop_before_pixels=True)
+            except Exception:  # noqa: BLE001, S112
+                continue
+        best_base = min(best_base, time.process_time() - t)
+        t = time.process_time()
+        fast = 0
+        for i in range(0, len(files), 256):
+            fast += index_batch(src, files[i : i + 256], key=KEY).fast
+        best_fast = min(best_fast, time.process_time() - t)
+    return {"sample": len(files), "baseline_fps": len(files) / best_base, "fast_fps": len(files) / best_fast,
+            "ratio_per_core": best_base / best_fast, "fast_share": fast / len(files)}
+
+
+def scaling(arch: Path) -> dict[str, float]:
+    from flows.dask_cluster import dask_cluster
+    from flows.ingest_archive import run_ingest
+    from warehouse.lake import Warehouse
+
+    out: dict[str, float] = {}
+    for workers in (1, 2):
+        with tempfile.TemporaryDirectory() as wh, dask_cluster(None, workers) as address:
+            b = Warehouse(wh).begin(f"bench-{workers}")
+            t = time.perf_counter()
+            res = run_ingest(b, str(arch), KEY, dask_address=address, workers=workers)
+            out[f"wall_s_{workers}w"] = time.perf_counter() - t
+            out[f"fps_{workers}w"] = res["read"] / out[f"wall_s_{workers}w"]
+    out["scaling_1_to_2"] = out["wall_s_1w"] / out["wall_s_2w"]
+    return out
+
+
+def memory(sources: list[Path]) -> float:
+    """Peak RSS (MB) of a fresh process that ingests ``sources`` in-process."""
+    code = (
+        "import resource, sys, tempfile; sys.path.insert(0, %r)\n"
+        "from flows.ingest_archive import ingest_archive_core\n"
+        "with tempfile.TemporaryDirectory() as wh:\n"
+        "    r = ingest_archive_core(%r, wh, %r)\n"
+        "print(r['read'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+    ) % (str(ROOT), [str(s) for s in sources], KEY)
+    res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
+    read, peak = res.stdout.strip().splitlines()[-1].split()
+    print(f"  ingested {read} files, peak RSS {float(peak):.0f} MB", flush=True)
+    return float(peak)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=20_000)
+    ap.add_argument("--big", type=int, default=60_000)
+    ap.add_argument("--sample", type=int, default=4000)
+    ap.add_argument("--cache", type=Path, default=ROOT / ".bench")
+    ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: core,scaling,memory")
+    args = ap.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+    a = archive(args.cache, f"ingest-a-{args.files}", args.files, seed=11)
+    b = archive(args.cache, f"ingest-b-{args.big - args.files}", args.big - args.files, seed=12) \
+        if args.big > args.files else None
+    if args.prepare_only:
+        return
+    n_a = _count(a)
+    result: dict[str, float] = {"files": n_a, "cpus": os.cpu_count() or 0}
+    if "core" not in skip:
+        result |= per_core(a, args.sample)
+        print(f"per core: pydicom loop {result['baseline_fps']:.0f} files/s, fast path {result['fast_fps']:.0f} "
+              f"files/s -> {result['ratio_per_core']:.2f}x", flush=True)
+    if "scaling" not in skip:
+        result |= scaling(a)
+        print(f"dask: 1 worker {result['fps_1w']:.0f} files/s, 2 workers {result['fps_2w']:.0f} files/s -> "
+              f"{result['scaling_1_to_2']:.2f}x", flush=True)
+    if "memory" not in skip:
+        result["peak_mb_20k"] = memory([a])
+        if b is not None:
+            result["files_big"] = n_a + _count(b)
+            result["peak_mb_60k"] = memory([a, b])
+    del resource
+    print("ingest: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""Biomarkers of projection images: lateral spine radiographs (DX/CR) and DXA hip / lumbar spine images.
+
+``extract_projection_series(paths)`` is what ``osteolake extract`` calls for a folder that is not a CT
+series. Each image is classified from its header (Modality, BodyPartExamined, ViewPosition,
+SeriesDescription) and analysed:
+
+- lateral spine radiograph: the vertebral bodies are found on the linearised image (discs are dark bands
+  bounded by two endplate lines), the levels are counted upwards from the lowest disc (L5/S1), and each
+  body is measured and graded by :mod:`tasks.biomarkers.vertebral_fracture`;
+- DXA hip: :func:`tasks.biomarkers.hip_geometry.measure_hip`;
+- DXA lumbar spine: TBS-style variogram index of the L1-L4 bone region (:mod:`tasks.biomarkers.texture`).
+
+Anything else (a chest radiograph, a frontal spine view) is reported with a flag and no measurements.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pydicom
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+from scipy.signal import find_peaks
+
+from schemas.tables.biomarkers import EXTRACTION_RUNS
+from schemas.tables.fragility import HIP_GEOMETRY, TEXTURE
+from tasks.biomarkers import hip_geometry as hg
+from tasks.biomarkers.genant import LEVELS
+from tasks.biomarkers.texture import tbs_index
+from tasks.biomarkers.vertebral_fracture import (
+    VertebraAssessment,
+    assess_heights,
+    fracture_table,
+    guesses_from_centres,
+)
+from tasks.dicom.volume import Opener, list_files
+
+EXTRACTOR = "projection_biomarkers"
+EXTRACTOR_VERSION = "0.1.0"
+KINDS = ("dx_lateral_spine", "dxa_hip", "dxa_spine", "unsupported")
+_SPINE_PARTS = {"LSPINE", "TLSPINE", "TSPINE", "SPINE"}
+
+
+@dataclass
+class ProjectionResult:
+    """Everything measured on one projection image (one series)."""
+
+    series_instance_uid: str
+    study_instance_uid: str
+    kind: str
+    modality: str
+    pixel_mm: float | None
+    vertebrae: list[VertebraAssessment] = field(default_factory=list)
+    hips: list[hg.HipGeometry] = field(default_factory=list)
+    tbs: float | None = None
+    texture_pixels: int = 0
+    flags: list[str] = field(default_factory=list)
+    status: str = "ok"
+    error: str | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``osteolake extract --json`` object of a projection image."""
+        return {
+            "series_instance_uid": self.series_instance_uid,
+            "study_instance_uid": self.study_instance_uid,
+            "extractor": EXTRACTOR,
+            "extractor_version": EXTRACTOR_VERSION,
+            "status": self.status,
+            "kind": self.kind,
+            "modality": self.modality,
+            "pixel_mm": self.pixel_mm,
+            "vertebrae": [{"level": v.level, "center_mm": _r(v.body_center_mm), **v.to_json(),
+                           "flags": v.flags} for v in self.vertebrae],
+            "spinal_deformity_index": sum(v.genant_grade or 0 for v in self.vertebrae) if self.vertebrae else None,
+            "hip_geometry": [h.to_json() for h in self.hips],
+            "tbs_index": _r(self.tbs, 4),
+            "flags": self.flags,
+            "error": self.error,
+            "seconds": round(self.seconds, 3),
+        }
+
+    def tables(self) -> dict[str, pa.Table]:
+        """Warehouse rows keyed by table name (``vertebral_fractures``, ``hip_geometry``, ``texture``,
+        ``extraction_runs``), conformed to the declared schemas; no patient identifiers."""
+        uid, study, ver = self.series_instance_uid, self.study_instance_uid, EXTRACTOR_VERSION
+        source = "radiograph" if self.kind == "dx_lateral_spine" else "dxa"
+        hips = [{
+            "series_instance_uid": uid, "side": h.side, "femoral_neck_width_mm": h.femoral_neck_width_mm,
+            "hip_axis_length_mm": h.hip_axis_length_mm, "neck_shaft_angle_deg": h.neck_shaft_angle_deg,
+            "femoral_head_diameter_mm": h.femoral_head_diameter_mm, "qc_flags": ",".join(h.flags),
+            "study_instance_uid": study, "source": source, "extractor_version": ver,
+        } for h in self.hips]
+        tex = [] if self.tbs is None else [{
+            "series_instance_uid": uid, "region": "L1-L4", "tbs_index": self.tbs, "n_pixels": self.texture_pixels,
+            "qc_flags": ",".join(self.flags), "study_instance_uid": study, "source": source,
+            "extractor_version": ver,
+        }]
+        run = [{
+            "series_instance_uid": uid, "extractor": EXTRACTOR, "extractor_version": ver, "status": self.status,
+            "pixel_mm": self.pixel_mm, "n_levels_found": len(self.vertebrae),
+            "n_levels_measured": sum(v.genant_grade is not None for v in self.vertebrae),
+            "flags": ",".join(self.flags), "error": self.error, "seconds": self.seconds,
+            "study_instance_uid": study,
+        }]
+        return {
+            "vertebral_fractures": fracture_table(uid, study, self.vertebrae, source, ver),
+            HIP_GEOMETRY.name: _conform(HIP_GEOMETRY, hips),
+            TEXTURE.name: _conform(TEXTURE, tex),
+            EXTRACTION_RUNS.name: _conform(EXTRACTION_RUNS, run),
+        }
+
+
+def _conform(decl: Any, rows: list[dict[str, Any]]) -> pa.Table:
+    if not rows:
+        return decl.empty()
+    return decl.conform(pa.Table.from_pylist(rows))
+
+
+def _r(x: float | None, nd: int = 2) -> float | None:
+    return None if x is None or not np.isfinite(x) else round(float(x), nd)
+
+
+def classify(ds: pydicom.Dataset) -> str:
+    """``dx_lateral_spine``, ``dxa_hip``, ``dxa_spine`` or ``unsupported`` from the header of one image."""
+    modality = str(ds.get("Modality", "") or "").upper()
+    part = str(ds.get("BodyPartExamined", "") or "").upper().replace(" ", "")
+    desc = str(ds.get("SeriesDescription", "") or "").upper()
+    view = str(ds.get("ViewPosition", "") or "").upper()
+    if modality == "BMD" or "DXA" in desc or "DEXA" in desc:
+        if part in {"HIP", "FEMUR"} or "HIP" in desc or "FEMUR" in desc:
+            return "dxa_hip"
+        if part in _SPINE_PARTS or "SPINE" in desc:
+            return "dxa_spine"
+        return "unsupported"
+    if modality in {"DX", "CR", "RG"}:
+        spine = part in _SPINE_PARTS or "SPINE" in desc
+        lateral = view in {"LL", "RL", "LATERAL", "LAT"} or "LAT" in desc
+        return "dx_lateral_spine" if spine and lateral else "unsupported"
+    return "unsupported"
+
+
+def _pixel_mm(ds: pydicom.Dataset) -> tuple[float | None, list[str]]:
+    """Pixel size in the patient plane: PixelSpacing, else ImagerPixelSpacing / magnification."""
+    flags: list[str] = []
+    ps = ds.get("PixelSpacing")
+    if ps:
+        return float(ps[0]), flags
+    ips = ds.get("ImagerPixelSpacing")
+    if ips:
+        mag = float(ds.get("EstimatedRadiographicMagnificationFactor", 0) or 0)
+        if mag <= 0:
+            flags.append("magnification_unknown")
+            mag = 1.0
+        return float(ips[0]) / mag, flags
+    return None, ["pixel_spacing_missing"]
+
+
+def _pixels(ds: pydicom.Dataset) -> NDArray[np.float64]:
+    arr = np.asarray(ds.pixel_array, dtype=np.float64)
+    if arr.ndim == 3 and int(ds.get("SamplesPerPixel", 1) or 1) == 1:
+        arr = arr[0]
+    if arr.ndim != 2:
+        raise ValueError(f"image has shape {arr.shape}; expected one 2-D monochrome frame")
+    slope = float(ds.get("RescaleSlope", 1) or 1)
+    inter = float(ds.get("RescaleIntercept", 0) or 0)
+    arr = arr * slope + inter
+    if str(ds.get("PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+        arr = arr.max() - arr
+    return arr
+
+
+def linearise(img: NDArray[np.float64], ds: pydicom.Dataset) -> NDArray[np.float64]:
+    """Attenuation-like image of a radiograph: -log of the transmitted fraction implied by the stored range.
+
+    A FOR PRESENTATION image stores brighter = more attenuating with the bright end compressed; the
+    transform ``-log(1 - I / (max + 1))`` expands it again. It is monotone, so edges keep their place.
+    """
+    bits = int(ds.get("BitsStored", 12) or 12)
+    top = max(float(2**bits), float(img.max()) + 1.0)
+    return -np.log(np.clip(1.0 - (img - min(float(img.min()), 0.0)) / top, 1e-4, None))
+
+
+def _orient(img: NDArray[np.float64], ds: pydicom.Dataset) -> tuple[NDArray[np.float64], list[str]]:
+    """Flip so rows run head -> feet and columns anterior -> posterior (PatientOrientation)."""
+    po = [str(x).upper() for x in (ds.get("PatientOrientation") or [])]
+    flags: list[str] = []
+    if len(po) != 2:
+        return img, ["orientation_assumed"]
+    if po[0].startswith("A"):
+        img = img[:, ::-1]
+    elif not po[0].startswith("P"):
+        flags.append("orientation_assumed")
+    if po[1].startswith("H"):
+        img = img[::-1, :]
+    elif not po[1].startswith("F"):
+        flags.append("orientation_assumed")
+    return img, flags
+
+
+def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list[tuple[str, float, float]], list[str]]:
+    """Vertebral body centres (level, row_mm, col_mm) on a linearised lateral spine image, cranial first.
+
+    Notes
+    -----
+    1. Endplates are long bright horizontal lines: a row-wise ridge filter averaged over 20 mm of columns
+       peaks on the column band of the bodies (spinous processes and bowel gas are narrower or curved).
+    2. On that band's profile, a disc is a dip darker than the median dip and bounded by two endplate
+       ridges 3-16 mm apart (a dip inside a body has its endplates further away); bodies lie between
+       consecutive discs 10-50 mm apart.
+    3. Levels are counted upwards from the lowest disc, taken as L5/S1 (the sacral segments below have no
+       disc). A transitional vertebra or a lowest disc outside the image shifts every label: the flag
+       ``levels_counted_from_lowest_disc`` says that the labels rest on this assumption.
+    """
+    flags = ["levels_counted_from_lowest_disc"]
+    px = pixel_mm
+    ridge = -ndi.gaussian_filter(lin, max(0.8 / px, 0.5), order=(2, 0))
+    line = ndi.uniform_filter1d(np.clip(ridge, 0, None), max(3, int(20 / px)), axis=1)
+    score = (line**2).sum(axis=0)
+    if not np.any(score > 0):
+        return [], ["no_spine_found"]
+    c = int(np.argmax(score))
+    lab, _ = ndi.label(score > 0.5 * score.max())
+    cols = np.nonzero(lab == lab[c])[0]
+    prof = lin[:, cols.min() : cols.max() + 1].mean(axis=1)
+    rprof = ndi.gaussian_filter1d(ridge[:, cols.min() : cols.max() + 1].mean(axis=1), max(0.5 / px, 0.5))
+    hp = ndi.gaussian_filter1d(prof, max(1.5 / px, 0.5)) - ndi.gaussian_filter1d(prof, 15 / px)
+    dips, _ = find_peaks(-hp, distance=max(2, int(8 / px)))
+    peaks, _ = find_peaks(rprof, height=0.2 * np.percentile(rprof, 99), distance=max(1, int(2.5 / px)))
+    if len(dips) == 0:
+        return [], ["no_spine_found"]
+    dark = float(np.median(hp[dips]))
+    discs = []
+    for d in dips:
+        above = peaks[(peaks < d) & (peaks >= d - 8 / px)]
+        below = peaks[(peaks > d) & (peaks <= d + 8 / px)]
+        if (len(above) and len(below) and 3 / px <= below.min() - above.max() <= 16 / px
+                and hp[d] < dark):
+            discs.append(0.5 * (above.max() + below.min()))
+    if len(discs) < 2:
+        return [], ["no_spine_found"]
+    discs = sorted(discs)
+    bodies = []
+    for up, down in zip(discs[:-1], discs[1:], strict=True):
+        if 10 / px <= down - up <= 50 / px:
+            bodies.append(0.5 * (up + down))
+    if not bodies:
+        return [], ["no_spine_found"]
+    # count from the bottom: the body just above the lowest disc is L5
+    names = list(reversed(LEVELS))
+    col_mm = 0.5 * (cols.min() + cols.max()) * px
+    out = []
+    for k, row in enumerate(reversed(bodies)):
+        if k >= len(names):
+            break
+        out.append((names[k], row * px, col_mm))
+    return list(reversed(out)), flags
+
+
+def assess_lateral_spine(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list[VertebraAssessment], list[str]]:
+    """Find, measure and grade the bodies of a linearised lateral spine image (rows head->feet, columns
+    anterior->posterior)."""
+    centres, flags = find_bodies_lateral(lin, pixel_mm)
+    if not centres:
+        return [], flags
+    # rows increase caudally, so "cranial" is towards smaller rows; centres are already cranial first
+    guesses = guesses_from_centres(centres, None, posterior_sign=1.0)
+    res = assess_heights(lin, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5)
+    for r, (_, row_mm, _) in zip(res, centres, strict=True):
+        r.body_center_mm = row_mm
+    return res, flags
+
+
+def _dxa_spine_tbs(img: NDArray[np.float64]) -> tuple[float | None, int, list[str]]:
+    """TBS-style index over the bone region of an AP DXA spine image (values above half the image's
+    99th percentile, largest connected region, eroded by 2 px to keep edges out of the variogram)."""
+    hi = float(np.percentile(img, 99))
+    if hi <= 0:
+        return None, 0, ["no_bone_found"]
+    m = img > 0.5 * hi
+    lab, n = ndi.label(m)
+    if n == 0:
+        return None, 0, ["no_bone_found"]
+    sizes = ndi.sum_labels(m, lab, index=np.arange(1, n + 1))
+    m = ndi.binary_erosion(lab == int(np.argmax(sizes)) + 1, iterations=2)
+    if m.sum() < 200:
+        return None, int(m.sum()), ["bone_region_too_small"]
+    return tbs_index(img, mask=m), int(m.sum()), []
+
+
+def analyse_dataset(ds: pydicom.Dataset) -> ProjectionResult:
+    """Classify and analyse one projection image; problems become flags or ``status='failed'``."""
+    t0 = time.perf_counter()
+    kind = classify(ds)
+    res = ProjectionResult(
+        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
+        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
+        kind=kind, modality=str(ds.get("Modality", "") or ""), pixel_mm=None,
+    )
+    try:
+        pix, pflags = _pixel_mm(ds)
+        res.pixel_mm, res.flags = pix, list(pflags)
+        if kind == "unsupported":
+            res.flags.append("not_a_lateral_spine_or_dxa_image")
+            res.status = "skipped"
+        elif pix is None:
+            res.status = "failed"
+            res.error = "no PixelSpacing or ImagerPixelSpacing; cannot measure in mm"
+        elif kind == "dx_lateral_spine":
+            img, oflags = _orient(_pixels(ds), ds)
+            res.vertebrae, vflags = assess_lateral_spine(linearise(img, ds), pix)
+            res.flags += oflags + vflags
+        elif kind == "dxa_hip":
+            res.hips = hg.measure_hip(_pixels(ds), pix, side=hg.side_from_header(ds))
+        else:
+            res.tbs, res.texture_pixels, tflags = _dxa_spine_tbs(_pixels(ds))
+            res.flags += tflags
+    except (ValueError, RuntimeError, AttributeError, TypeError) as e:
+        res.status, res.error = "failed", f"{type(e).__name__}: {e}"
+    res.flags = list(dict.fromkeys(res.flags))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def extract_projection_series(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], opener: Opener | None = None
+) -> ProjectionResult:
+    """Biomarkers of the first analysable projection image among ``paths`` (a folder or files).
+
+    Raises
+    ------
+    ValueError
+        When no file is a readable DICOM image.
+    """
+    files = list_files(paths)
+    results: list[ProjectionResult] = []
+    errors: list[str] = []
+    for f in files:
+        try:
+            ds = pydicom.dcmread(opener(f) if opener else f)
+        except Exception as e:  # noqa: BLE001 - any unreadable file is only recorded
+            errors.append(f"{f}: {type(e).__name__}")
+            continue
+        if "PixelData" not in ds:
+            continue
+        results.append(analyse_dataset(ds))
+        if results[-1].status == "ok":
+            return results[-1]
+    if results:
+        return results[0]
+    raise ValueError(f"paths {paths!r}: no readable DICOM image among {len(files)} files"
+                     + (f" ({errors[0]})" if errors else ""))
