@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -73,8 +72,10 @@ def per_core(arch: Path, sample: int) -> dict[str, float]:
 
     src = FolderSource(str(arch))
     listed = sorted(src.list_files(), key=lambda s: s.path)
-    step = max(1, len(listed) // sample)
-    files = listed[::step][:sample]
+    # Ten runs of consecutive files spread over the archive: the order an ingest reads them in.
+    run = max(1, sample // 10)
+    stride = max(run, len(listed) // 10)
+    files = [f for i in range(0, len(listed), stride) for f in listed[i : i + run]][:sample]
     warm = files[:200]
     for f in warm:
         try:
@@ -119,13 +120,14 @@ def scaling(arch: Path) -> dict[str, float]:
 
 def memory(sources: list[Path]) -> float:
     """Peak RSS (MB) of a fresh process that ingests ``sources`` in-process."""
+    srcs = [str(s) for s in sources]
     code = (
-        "import resource, sys, tempfile; sys.path.insert(0, %r)\n"
+        f"import resource, sys, tempfile; sys.path.insert(0, {str(ROOT)!r})\n"
         "from flows.ingest_archive import ingest_archive_core\n"
         "with tempfile.TemporaryDirectory() as wh:\n"
-        "    r = ingest_archive_core(%r, wh, %r)\n"
+        f"    r = ingest_archive_core({srcs!r}, wh, {KEY!r})\n"
         "print(r['read'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
-    ) % (str(ROOT), [str(s) for s in sources], KEY)
+    )
     res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
     read, peak = res.stdout.strip().splitlines()[-1].split()
     print(f"  ingested {read} files, peak RSS {float(peak):.0f} MB", flush=True)
@@ -162,7 +164,6 @@ def main() -> None:
         if b is not None:
             result["files_big"] = n_a + _count(b)
             result["peak_mb_60k"] = memory([a, b])
-    del resource
     print("ingest: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 
 

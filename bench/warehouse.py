@@ -3,12 +3,19 @@
 Usage: ``python -m bench.warehouse [--persons 1000000] [--repeats 5] [--out DIR] [--no-postgres]``
 
 At the default size: 1M persons, 3M studies, 10M series (40% CT with an L1 density row and an L3 body
-composition row), heights, a cohort with predictions for two outcomes, and 30 recorded runs. Rows go
-through the real write path (``SnapshotBuilder.append`` -> conform -> Parquet) and one publish, which
-builds the catalog and materialises the marts. Each example query in ``warehouse/examples/`` is then timed
-in DuckDB (read-only catalog) and in PostgreSQL loaded by ``COPY`` with the same mart rows, the query
-translated to PostgreSQL's dialect below (same semantics). Prints the median per query and the ratio
-PostgreSQL / DuckDB, and ends with one line ``warehouse: key=value ...``.
+composition row), heights, a cohort with predictions for two outcomes (2M prediction rows), and 30
+recorded runs of 100 checks each. Rows go through the real write path (``SnapshotBuilder.append`` ->
+conform -> Parquet) and one publish, which builds the catalog and materialises the marts; the runs go
+through ``Warehouse.record_run`` (which folds the run log and copies it into the catalog).
+
+Each example query in ``warehouse/examples/`` is then timed in DuckDB (read-only catalog) and in
+PostgreSQL loaded by ``COPY`` with the same rows: the materialised marts the examples read
+(``l1_density``, ``dxa_candidates``, ``sarcopenia``), and for the two examples that DuckDB computes at
+query time from base tables, those base tables (``predictions`` and ``cohort`` for the risk deciles,
+``dq_results`` and ``run_summaries`` for the data-quality failures), with the view's SQL translated to
+PostgreSQL's dialect below (same semantics). Prints the median per query and the ratio PostgreSQL /
+DuckDB, and ends with one line ``warehouse: key=value ...``. Run it niced on a shared machine; at the
+default 1M persons it needs about 6 GB of disk in the temp folder.
 """
 
 from __future__ import annotations
@@ -47,8 +54,27 @@ PG_EXAMPLES = {
                round(avg(height_cm)::numeric, 1)
         from sarcopenia group by sex order by sex""",
     "risk_deciles_vs_observed": """
+        with scored as (
+            select p.outcome, p.person_key, p.risk, p.horizon_years,
+                   case p.outcome when 'hip' then c.time_hip_years else c.time_mof_years end as time_years,
+                   case p.outcome when 'hip' then c.is_event_hip else c.is_event_mof end as is_event
+            from predictions p join cohort c using (person_key) where p.risk is not null),
+        ranked as (select *, ntile(10) over (partition by outcome order by risk, person_key) as risk_decile
+                   from scored),
+        classified as (
+            select *, coalesce(is_event and time_years <= horizon_years, false) as is_event_in_horizon,
+                   coalesce(time_years >= horizon_years, false)
+                       or coalesce(is_event and time_years <= horizon_years, false) as is_known_at_horizon
+            from ranked),
+        final as (
+            select outcome, risk_decile, count(*) as n_persons, avg(risk) as mean_predicted_risk,
+                   sum(case when is_event_in_horizon then 1 else 0 end) as n_events,
+                   sum(case when is_known_at_horizon then 0 else 1 end) as n_censored_early,
+                   sum(case when is_event_in_horizon then 1 else 0 end)::double precision
+                       / nullif(sum(case when is_known_at_horizon then 1 else 0 end), 0) as observed_risk
+            from classified group by outcome, risk_decile)
         select outcome, risk_decile, n_persons, round(mean_predicted_risk::numeric, 4), n_events, n_censored_early,
-               round(observed_risk::numeric, 4) from risk_deciles order by outcome, risk_decile""",
+               round(observed_risk::numeric, 4) from final order by outcome, risk_decile""",
     "dq_failures_last_30_runs": """
         with runs as (select run_id, max(recorded_at) as recorded_at from run_summaries group by run_id
                       order by recorded_at desc limit 30),
@@ -59,7 +85,7 @@ PG_EXAMPLES = {
         from results group by stage, table_name, check_name having count(*) filter (where not success) > 0
         order by severity, n_runs_failed desc, table_name, check_name""",
 }
-PG_TABLES = ("l1_density", "dxa_candidates", "sarcopenia", "risk_deciles", "dq_results", "run_summaries")
+PG_TABLES = ("l1_density", "dxa_candidates", "sarcopenia", "predictions", "cohort", "dq_results", "run_summaries")
 
 
 def _gen(con: duckdb.DuckDBPyConnection, sql: str) -> pa.Table:
@@ -112,6 +138,7 @@ def build(root: Path, persons: int) -> dict[str, float]:
     t0 = time.perf_counter()
     b.publish({"bench": True})
     t_publish = time.perf_counter() - t0
+    record = []
     for r in range(30):
         dq = _gen(con, f"""
             select 'r{r:02d}' as run_id, now() as run_time, 'extract' as stage, 't' || (k % 20) as table_name,
@@ -119,8 +146,12 @@ def build(root: Path, persons: int) -> dict[str, float]:
                    case when k % 3 = 0 then 'critical' else 'warning' end as severity,
                    random() > 0.05 as success, 0::bigint as failing_count
             from range(100) t(k)""")
+        t0 = time.perf_counter()
         wh.record_run(f"r{r:02d}", dq, {"status": "published"})
-    return {"write_s": t_write, "publish_s": t_publish}
+        record.append(time.perf_counter() - t0)
+    n_log = sum(1 for _ in (root / "runs").rglob("*.parquet"))
+    return {"write_s": t_write, "publish_s": t_publish, "record_run_s": statistics.median(record),
+            "run_log_files": float(n_log)}
 
 
 def time_duckdb(root: Path, repeats: int) -> dict[str, float]:
@@ -189,21 +220,25 @@ def main(argv: list[str] | None = None) -> int:
         root = args.out or Path(tmp) / "wh"
         timings = build(root, args.persons)
         print(f"built {args.persons} persons / {3 * args.persons} studies / {10 * args.persons} series: "
-              f"write {timings['write_s']:.1f} s, publish (catalog + marts) {timings['publish_s']:.1f} s")
+              f"write {timings['write_s']:.1f} s, publish (catalog + marts) {timings['publish_s']:.1f} s, "
+              f"record_run median {timings['record_run_s']:.2f} s, run log {timings['run_log_files']:.0f} files "
+              f"after 30 runs")
         duck = time_duckdb(root, args.repeats)
         pg = {} if args.no_postgres else time_postgres(root, args.repeats, Path(tmp))
         worst = max(duck.values()) if duck else float("nan")
         ratios = []
+        per_query = []
         for name, t in duck.items():
             line = f"  {name:32s} duckdb {t * 1000:8.1f} ms"
             if name in pg:
                 ratios.append(pg[name] / t)
+                per_query.append(f"{name}={pg[name] / t:.2f}")
                 line += f"   postgres {pg[name] * 1000:8.1f} ms   ratio {pg[name] / t:6.1f}x"
             print(line)
         min_ratio = min(ratios) if ratios else float("nan")
         print(f"warehouse: persons={args.persons} series={10 * args.persons} publish_s={timings['publish_s']:.1f} "
               f"duckdb_max_median_s={worst:.3f} pg_over_duckdb_min_ratio={min_ratio:.2f} "
-              f"queries={len(duck)}")
+              f"record_run_s={timings['record_run_s']:.2f} queries={len(duck)} " + " ".join(f"ratio_{q}" for q in per_query))
     return 0
 
 

@@ -159,6 +159,7 @@ def run_ingest(
     reasons: Counter[str] = Counter()
     new_manifest, new_quarantine, new_duplicates, narrow = [], [], [], []
     reread: set[str] = set()
+    dropped = False  # an indexed file changed: its old instance row was removed
     kw = {"key": key, "default_issuer": issuer, "fast": fast}
     for source in srcs:
         diff = diff_manifest(source.list_files(), prev_manifest)
@@ -168,8 +169,7 @@ def run_ingest(
         summary.unchanged += diff.unchanged
         if not diff.to_read:
             continue
-        paths = {sf.path for sf in diff.to_read}
-        reread |= paths
+        reread |= {sf.path for sf in diff.to_read}
         if diff.changed_paths:  # a changed file that was indexed: drop its old instance row first
             old_sops = {sop for sop, (p, _) in known.items() if p in diff.changed_paths}
             changed_indexed = {known[s][0] for s in old_sops}
@@ -177,6 +177,7 @@ def run_ingest(
                 del known[s]
             if changed_indexed:
                 builder.replace("instances", _without_paths(builder.read("instances"), changed_indexed))
+                dropped = True
         done = 0
         batches = _batches(diff.to_read, batch_size)
         for i, result in enumerate(_results(source, batches, kw, dask_address, workers)):
@@ -204,7 +205,7 @@ def run_ingest(
             kept = _without_paths(builder.read(name), reread)
             table = pa.concat_tables([kept, *parts]).sort_by("path")
             builder.replace(name, table)
-    if summary.indexed:
+    if summary.indexed or dropped:
         # Series of new instances need every instance of the series. This run's rows are kept narrow in
         # memory; the parent snapshot's are read (whole, then narrowed: the lake API reads whole tables).
         parts = narrow

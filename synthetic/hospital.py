@@ -92,9 +92,9 @@ def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small
     if small:
         pixel, thin = fov / 48.0, float(_choice(rng, [2.0, 2.5], [0.5, 0.5]))  # type: ignore[arg-type]
     else:
-        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.025, 0.05, 0.2, 0.3, 0.425]))  # type: ignore[arg-type]
+        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.012, 0.035, 0.15, 0.33, 0.473]))  # type: ignore[arg-type]
         pixel = max(pixel, fov / 512.0)
-        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.06, 0.24, 0.7]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
+        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.05, 0.15, 0.8]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
     thick = float(_choice(rng, [3.0, 4.0, 5.0], [0.1, 0.2, 0.7]))  # type: ignore[arg-type]
     t10 = anat.vertebra("T10")
     z_lo = anat.z_s1 - float(rng.uniform(20, 45))

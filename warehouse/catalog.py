@@ -4,7 +4,9 @@
 
 - schemas ``bronze``, ``silver``, ``marts``: one view per declared table (typed and empty when the snapshot
   has no rows for it), named after the table; unqualified views in ``main`` with the same names;
-- ``dq_results`` and ``run_summaries`` over the append-only run log (every recorded run);
+- ``dq_results`` and ``run_summaries``: the append-only run log (every recorded run), copied into tables
+  inside the catalog (refreshed by every :meth:`~warehouse.lake.Warehouse.record_run`, see
+  :mod:`warehouse.runlog`), so queries over it never open the log's Parquet files;
 - schema ``staging`` (``warehouse/sql/staging/*.sql``, views) and the mart models (``warehouse/sql/marts/*.sql``,
   materialised as tables once per publish unless the file says ``-- config: view``), mirrored into ``main``;
 - schema ``meta``: ``snapshot`` (id, root the views point at), ``tables``, ``columns`` (the data
@@ -27,11 +29,11 @@ import duckdb
 from schemas import TABLES
 from schemas.core import Table
 from schemas.ddl import duckdb_type, empty_select_sql, quote_ident
+from warehouse import runlog
 
-__all__ = ["build_catalog", "catalog_state", "ModelStatus", "SQL_DIR", "model_files"]
+__all__ = ["build_catalog", "catalog_state", "ModelStatus", "SQL_DIR", "model_files", "table_select"]
 
 SQL_DIR = Path(__file__).parent / "sql"
-_RUN_LOG = ("dq_results", "run_summaries")
 _MODEL_SCHEMAS = ("staging", "marts")
 
 
@@ -58,7 +60,7 @@ def model_files(sql_dir: Path = SQL_DIR) -> list[tuple[str, Path]]:
     return out
 
 
-def _table_select(con: duckdb.DuckDBPyConnection, decl: Table, paths: list[Path]) -> str:
+def table_select(con: duckdb.DuckDBPyConnection, decl: Table, paths: list[Path]) -> str:
     """SELECT of the declared columns over ``paths``; columns missing from the files come back NULL."""
     if not paths:
         return empty_select_sql(decl)
@@ -78,17 +80,9 @@ def _table_select(con: duckdb.DuckDBPyConnection, decl: Table, paths: list[Path]
     return f"SELECT {', '.join(cols)} FROM {source}"
 
 
-def _run_log_select(con: duckdb.DuckDBPyConnection, decl: Table, root: Path) -> str:
-    """The run log is append-only: its view globs the folder, so new runs appear without a rebuild."""
-    folder = root / "runs" / decl.name
-    if not any(folder.glob("*.parquet")):
-        return empty_select_sql(decl)
-    return _table_select(con, decl, [folder / "*.parquet"])
-
-
 def _table_paths(root: Path, manifest: Mapping[str, Any] | None, name: str) -> list[Path]:
-    if name in _RUN_LOG:
-        return sorted((root / "runs" / name).glob("*.parquet"))
+    if name in runlog.RUN_LOG_TABLES:
+        return runlog.files(root, name)
     if manifest is None:
         return []
     entry = manifest["tables"].get(name)
@@ -170,11 +164,13 @@ def build_catalog(
             decl = tables[name]
             paths = _table_paths(root, manifest, name)
             layer = decl.layer.value
-            select = _run_log_select(con, decl, root) if name in _RUN_LOG else _table_select(con, decl, paths)
-            con.execute(f"CREATE VIEW {layer}.{quote_ident(name)} AS {select}")
+            if name in runlog.RUN_LOG_TABLES:
+                runlog.materialise(con, root, decl)
+            else:
+                con.execute(f"CREATE VIEW {layer}.{quote_ident(name)} AS {table_select(con, decl, paths)}")
             con.execute(f"CREATE VIEW main.{quote_ident(name)} AS SELECT * FROM {layer}.{quote_ident(name)}")
             taken.add(name)
-            if name in _RUN_LOG or manifest is None:
+            if name in runlog.RUN_LOG_TABLES or manifest is None:
                 rows = None
             else:
                 entry = manifest["tables"].get(name)

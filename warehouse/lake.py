@@ -7,109 +7,44 @@ Layout of a warehouse folder ``WH``::
     WH/snapshots/<id>.json             one manifest per snapshot: the data files of every table
     WH/CURRENT                         the id of the current snapshot (replaced atomically)
     WH/osteolake.duckdb                the analysts' catalog of views over the current snapshot
-    WH/runs/<table>/<ts>-<run>.parquet append-only run log (``dq_results``, ``run_summaries``)
+    WH/runs/<table>/<ts>-<run>.parquet append-only run log (``dq_results``, ``run_summaries``), folded
+                                       into one file every few runs (:mod:`warehouse.runlog`)
+    WH/pending/<token>.lease           files written by a run that has not published yet
+                                       (:mod:`warehouse.retention`)
 
 Publishing writes the manifest, builds the new catalog in a temporary file, then ``os.replace``-s the
-catalog and the ``CURRENT`` pointer. Writers serialise on an ``flock`` of ``WH/.lock``; readers take no lock.
+catalog and the ``CURRENT`` pointer; it then compacts tables with many small files
+(:mod:`warehouse.compaction`) and deletes every file (data files and ``put_file`` files alike) that no kept
+snapshot references and no running builder still needs. Writers serialise on an ``flock`` of
+``WH/.lock``; catalog readers take no lock.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import secrets
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from schemas import get_table
-from schemas.core import Table
+from warehouse import compaction, retention, runlog
+from warehouse.builder import SnapshotBuilder, SnapshotInfo
+from warehouse.parquet_io import atomic_write as _atomic_write
+from warehouse.parquet_io import now as _now
+from warehouse.parquet_io import read_files as _read_files
+from warehouse.parquet_io import schema_fingerprint
+from warehouse.runlog import RUN_LOG_TABLES
 
-__all__ = ["Warehouse", "SnapshotInfo", "SnapshotBuilder", "record_run", "RUN_LOG_TABLES", "CATALOG_NAME"]
+__all__ = ["Warehouse", "SnapshotInfo", "SnapshotBuilder", "record_run", "RUN_LOG_TABLES", "CATALOG_NAME",
+           "schema_fingerprint"]
 
 CATALOG_NAME = "osteolake.duckdb"
-#: Tables served from the append-only run log rather than from snapshots.
-RUN_LOG_TABLES = ("dq_results", "run_summaries")
-
-
-def schema_fingerprint(schema: pa.Schema) -> str:
-    """A short hash of a schema's field names, types and nullability (metadata ignored)."""
-    text = ";".join(f"{f.name}:{f.type}:{f.nullable}" for f in schema)
-    return hashlib.sha1(text.encode()).hexdigest()[:16]
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_parquet(root: Path, relpath: str, table: pa.Table) -> None:
-    path = root / relpath
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
-    os.replace(tmp, path)
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """One published snapshot.
-
-    Attributes
-    ----------
-    id
-        Sortable id (UTC time of publish plus a random suffix).
-    created_at
-        When it was published (UTC).
-    run_id
-        The run that built it.
-    parent
-        The snapshot it was built from (``None`` for the first).
-    meta
-        Whatever the publisher passed to :meth:`SnapshotBuilder.publish`.
-    tables
-        Row count per table.
-    is_current
-        Whether ``WH/CURRENT`` points at it (when it was read).
-    """
-
-    id: str
-    created_at: datetime
-    run_id: str
-    parent: str | None
-    meta: dict[str, Any]
-    tables: dict[str, int]
-    is_current: bool = False
-
-    @classmethod
-    def from_manifest(cls, manifest: Mapping[str, Any], current: str | None) -> SnapshotInfo:
-        tables = {name: sum(int(f["rows"]) for f in t["files"]) for name, t in manifest["tables"].items()}
-        return cls(
-            id=manifest["id"],
-            created_at=datetime.fromisoformat(manifest["created_at"]),
-            run_id=manifest["run_id"],
-            parent=manifest.get("parent"),
-            meta=dict(manifest.get("meta") or {}),
-            tables=tables,
-            is_current=manifest["id"] == current,
-        )
 
 
 class Warehouse:
@@ -121,7 +56,14 @@ class Warehouse:
         The warehouse folder (created on the first write).
     keep
         How many snapshots to keep (the current one is always kept as well); older manifests are removed
-        and data files no kept snapshot references are deleted.
+        and files no kept snapshot references are deleted.
+    compact_at
+        At publish, a table with more than this many small files that no compaction wrote has its small
+        files merged (:mod:`warehouse.compaction`).
+    target_rows
+        Files with fewer rows are small; merged files hold at most this many rows.
+    run_log_compact_at
+        The run log folder of a table is folded into one file once it holds more than this many files.
 
     Notes
     -----
@@ -130,11 +72,26 @@ class Warehouse:
     catalog so that its views point at this folder's files.
     """
 
-    def __init__(self, root: Path | str, keep: int = 10) -> None:
+    def __init__(
+        self,
+        root: Path | str,
+        keep: int = 10,
+        *,
+        compact_at: int = compaction.COMPACT_AT,
+        target_rows: int = compaction.TARGET_ROWS,
+        run_log_compact_at: int = runlog.COMPACT_AT,
+    ) -> None:
         if keep < 1:
             raise ValueError(f"keep={keep}: at least one snapshot must be kept")
+        for pname, value in (("compact_at", compact_at), ("target_rows", target_rows),
+                             ("run_log_compact_at", run_log_compact_at)):
+            if value < 1:
+                raise ValueError(f"{pname}={value}: must be at least 1")
         self.root = Path(root).expanduser().resolve()
         self.keep = keep
+        self.compact_at = compact_at
+        self.target_rows = target_rows
+        self.run_log_compact_at = run_log_compact_at
         if self.root.is_dir() and (self.root / "snapshots").is_dir():
             self._repair_catalog()
 
@@ -148,10 +105,10 @@ class Warehouse:
         return self.root / "snapshots" / f"{snapshot_id}.json"
 
     @contextmanager
-    def _lock(self) -> Iterator[None]:
+    def _lock(self, shared: bool = False) -> Iterator[None]:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / ".lock", "a+") as f:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+            fcntl.flock(f.fileno(), fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -221,10 +178,22 @@ class Warehouse:
         """
         decl = get_table(table)
         if table in RUN_LOG_TABLES:
-            paths = sorted((self.root / "runs" / table).glob("*.parquet"))
-        else:
-            paths = self.files(table, snapshot)
-        return _read_files(decl, paths)
+            if not self.root.is_dir():
+                return decl.empty()
+            with self._lock(shared=True):  # never half-way through a fold
+                return runlog.read(self.root, table)
+        return _read_files(decl, self.files(table, snapshot))
+
+    def put_files(self, snapshot: str | None = None) -> list[Path] | None:
+        """Absolute paths of the ``put_file`` files ``snapshot`` (default: current) references.
+
+        ``None`` for a snapshot published before ``put_file`` files were recorded in manifests.
+        """
+        sid = snapshot or self.current_id()
+        if sid is None:
+            return []
+        rels = self.manifest(sid).get("files")
+        return None if rels is None else [self.root / r for r in rels]
 
     # -- writing -------------------------------------------------------------------------------------
     def begin(self, run_id: str) -> SnapshotBuilder:
@@ -246,7 +215,6 @@ class Warehouse:
         """
         ts = _now()
         stamp = ts.strftime("%Y%m%dT%H%M%S%fZ")
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in run_id)
         dq_decl = get_table("dq_results")
         if "run_id" in dq_decl.column_names and "run_id" not in dq_results.column_names:
             dq_results = dq_results.append_column("run_id", pa.array([run_id] * dq_results.num_rows, pa.string()))
@@ -266,13 +234,13 @@ class Warehouse:
             summ = get_table("run_summaries")
             summ_tbl = summ.conform(pa.Table.from_pylist([summ_row]).select(
                 [n for n in summ_row if n in summ.column_names]))
-            had = {t: any((self.root / "runs" / t).glob("*.parquet")) for t in RUN_LOG_TABLES}
             if dq.num_rows:
-                _write_parquet(self.root, f"runs/dq_results/{stamp}-{safe}.parquet", dq)
-            _write_parquet(self.root, f"runs/run_summaries/{stamp}-{safe}.parquet", summ_tbl)
-            has = {t: any((self.root / "runs" / t).glob("*.parquet")) for t in RUN_LOG_TABLES}
-            # run-log views glob their folder: rebuild only when one goes from typed-empty to files
-            if had != has or not self.catalog_path.exists():
+                runlog.write(self.root, "dq_results", stamp, run_id, dq)
+            runlog.write(self.root, "run_summaries", stamp, run_id, summ_tbl)
+            for t in RUN_LOG_TABLES:
+                runlog.compact(self.root, t, self.run_log_compact_at)
+            # the catalog holds the run log as tables: refresh them in a copy, or rebuild it all
+            if not runlog.refresh_catalog(self.root, self.catalog_path):
                 self._switch(self.manifest(sid) if sid else None, write_current=False)
 
     # -- internals -----------------------------------------------------------------------------------
@@ -303,26 +271,38 @@ class Warehouse:
                 self._switch(self.manifest(cid) if cid else None, write_current=False)
 
     def _prune(self) -> list[str]:
-        """Drop manifests beyond ``keep`` (never the current) and data files only they referenced."""
+        """Drop manifests beyond ``keep`` (never the current), then every file nothing kept references.
+
+        Files named by a live builder's lease are kept (see :mod:`warehouse.retention`). ``put_file``
+        files are collected only once every kept manifest records them (older manifests did not).
+        """
         snaps = self.snapshots()
         cid = self.current_id()
         kept = {s.id for s in snaps[-self.keep:]} | ({cid} if cid else set())
         dropped = [s.id for s in snaps if s.id not in kept]
-        if not dropped:
-            return []
-        live: set[str] = set()
-        for sid in kept:
-            for t in self.manifest(sid)["tables"].values():
-                live.update(f["path"] for f in t["files"])
-        doomed: set[str] = set()
-        for sid in dropped:
-            for t in self.manifest(sid)["tables"].values():
-                doomed.update(f["path"] for f in t["files"])
         for sid in dropped:
             self._manifest_path(sid).unlink(missing_ok=True)
-        for rel in doomed - live:
-            (self.root / rel).unlink(missing_ok=True)
+        referenced: set[str] = set()
+        tracks_files = True
+        for sid in kept:
+            manifest = self.manifest(sid)
+            for t in manifest["tables"].values():
+                referenced.update(f["path"] for f in t["files"])
+            if manifest.get("files") is None:
+                tracks_files = False
+            referenced.update(manifest.get("files") or [])
+        retention.collect(self.root, referenced, include_files=tracks_files)
         return dropped
+
+    def _referenced(self) -> set[str]:
+        """Every path a kept manifest references (data files and ``put_file`` files)."""
+        out: set[str] = set()
+        for snap in self.snapshots():
+            manifest = self.manifest(snap.id)
+            for t in manifest["tables"].values():
+                out.update(f["path"] for f in t["files"])
+            out.update(manifest.get("files") or [])
+        return out
 
 
 def _count_failures(dq: pa.Table) -> int | None:
@@ -330,154 +310,6 @@ def _count_failures(dq: pa.Table) -> int | None:
         col = dq.column("success").to_pylist()
         return sum(1 for v in col if v is False)
     return None
-
-
-def _read_files(decl: Table, paths: list[Path]) -> pa.Table:
-    if not paths:
-        return decl.empty()
-    parts = []
-    for p in paths:
-        t = pq.read_table(p)
-        keep = [n for n in t.column_names if n in decl.column_names]
-        parts.append(decl.conform(t.select(keep)))
-    return pa.concat_tables(parts)
-
-
-@dataclass
-class _TableOps:
-    replaced: bool = False
-    files: list[dict[str, Any]] = field(default_factory=list)
-
-
-class SnapshotBuilder:
-    """Collects the changes of one run and publishes them as the next snapshot.
-
-    Data files are written (immutably) as soon as :meth:`append` or :meth:`replace` is called; the
-    snapshot becomes visible only at :meth:`publish`.
-
-    Notes
-    -----
-    If another run published since :meth:`Warehouse.begin`, publish merges: tables this run replaced take
-    this run's files, tables it appended to get its files added to the newer snapshot's, all other tables
-    come from the newer snapshot. Appends are not de-duplicated by key here; callers append only rows that
-    are new by content key.
-    """
-
-    def __init__(self, warehouse: Warehouse, run_id: str) -> None:
-        if not run_id:
-            raise ValueError("run_id must be a non-empty string")
-        self.warehouse = warehouse
-        self.run_id = run_id
-        self.parent = warehouse.current_id()
-        self._base = warehouse.manifest(self.parent)["tables"] if self.parent else {}
-        self._ops: dict[str, _TableOps] = {}
-        self._published: SnapshotInfo | None = None
-
-    def _write(self, table: str, arrow: pa.Table) -> tuple[Table, list[dict[str, Any]]]:
-        if self._published is not None:
-            raise RuntimeError(f"run {self.run_id}: snapshot {self._published.id} already published")
-        if table in RUN_LOG_TABLES:
-            raise ValueError(f"table {table!r} is the run log; write it with Warehouse.record_run")
-        decl = get_table(table)
-        conformed = decl.conform(arrow)
-        if conformed.num_rows == 0:
-            return decl, []
-        rel = f"data/{table}/{uuid.uuid4().hex}.parquet"
-        _write_parquet(self.warehouse.root, rel, conformed)
-        fp = schema_fingerprint(decl.arrow_schema())
-        return decl, [{"path": rel, "rows": conformed.num_rows, "schema": fp, "run_id": self.run_id}]
-
-    def append(self, table: str, arrow: pa.Table) -> None:
-        """Add rows to ``table`` (conformed to its declaration first)."""
-        _, files = self._write(table, arrow)
-        self._ops.setdefault(table, _TableOps()).files.extend(files)
-
-    def replace(self, table: str, arrow: pa.Table) -> None:
-        """Replace all rows of ``table`` (an empty Arrow table empties it)."""
-        _, files = self._write(table, arrow)
-        self._ops[table] = _TableOps(replaced=True, files=files)
-
-    def _files(self, table: str) -> list[dict[str, Any]]:
-        ops = self._ops.get(table)
-        base = [] if ops is not None and ops.replaced else list((self._base.get(table) or {"files": []})["files"])
-        return base + (ops.files if ops else [])
-
-    def read(self, table: str) -> pa.Table:
-        """``table`` as this run sees it: the parent snapshot plus this run's changes."""
-        decl = get_table(table)
-        if table in RUN_LOG_TABLES:
-            return self.warehouse.read(table)
-        return _read_files(decl, [self.warehouse.root / f["path"] for f in self._files(table)])
-
-    def put_file(self, relpath: str, data: bytes) -> Path:
-        """Store an immutable file under ``WH/files/relpath`` and return its absolute path.
-
-        Writing the same bytes again is a no-op; different bytes at an existing path are an error.
-        Files are never pruned.
-        """
-        rel = Path(relpath)
-        if rel.is_absolute() or ".." in rel.parts or not rel.parts:
-            raise ValueError(f"put_file relpath {relpath!r}: must be a relative path inside the warehouse")
-        path = self.warehouse.root / "files" / rel
-        if path.exists():
-            if path.read_bytes() != data:
-                raise ValueError(f"put_file {relpath!r}: {path} exists with different content (files are immutable)")
-            return path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
-        return path
-
-    def publish(self, meta: Mapping[str, Any] | None = None) -> SnapshotInfo:
-        """Write the manifest, switch the catalog and ``CURRENT`` atomically, then prune old snapshots."""
-        if self._published is not None:
-            raise RuntimeError(f"run {self.run_id}: snapshot {self._published.id} already published")
-        wh = self.warehouse
-        with wh._lock():
-            cid = wh.current_id()
-            if cid != self.parent:  # someone published meanwhile: merge onto theirs
-                self._base = wh.manifest(cid)["tables"] if cid else {}
-            names = set(self._base) | set(self._ops)
-            tables = {}
-            for name in sorted(names):
-                files = self._files(name)
-                files = self._migrate(name, files)
-                tables[name] = {"files": files}
-            ts = _now()
-            sid = f"{ts.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
-            manifest = {
-                "id": sid,
-                "parent": cid,
-                "run_id": self.run_id,
-                "created_at": ts.isoformat(),
-                "meta": json.loads(json.dumps(dict(meta or {}), default=str)),
-                "tables": tables,
-            }
-            (wh.root / "snapshots").mkdir(parents=True, exist_ok=True)
-            _atomic_write(wh._manifest_path(sid), json.dumps(manifest, indent=1, sort_keys=True).encode())
-            wh._switch(manifest)
-            wh._prune()
-        self._published = SnapshotInfo.from_manifest(manifest, sid)
-        return self._published
-
-    def _migrate(self, name: str, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Rewrite files written under an older declaration of ``name`` so every file matches it now."""
-        try:
-            decl = get_table(name)
-        except KeyError:
-            return files  # no longer declared: kept in the manifest, no view
-        fp = schema_fingerprint(decl.arrow_schema())
-        out = []
-        for f in files:
-            if f.get("schema") == fp:
-                out.append(f)
-                continue
-            old = pq.read_table(self.warehouse.root / f["path"])
-            keep = [n for n in old.column_names if n in decl.column_names]
-            new = decl.conform(old.select(keep))
-            rel = f"data/{name}/{uuid.uuid4().hex}.parquet"
-            _write_parquet(self.warehouse.root, rel, new)
-            out.append({**f, "path": rel, "schema": fp})
-        return out
 
 
 def record_run(warehouse: Warehouse | Path | str, run_id: str, dq_results: pa.Table, summary: Mapping[str, Any]) -> None:

@@ -26,7 +26,6 @@ import pyarrow as pa
 import pydicom
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
-from scipy.signal import find_peaks
 
 from schemas.tables.biomarkers import EXTRACTION_RUNS
 from schemas.tables.fragility import HIP_GEOMETRY, TEXTURE
@@ -45,6 +44,7 @@ EXTRACTOR = "projection_biomarkers"
 EXTRACTOR_VERSION = "0.1.0"
 KINDS = ("dx_lateral_spine", "dxa_hip", "dxa_spine", "unsupported")
 _SPINE_PARTS = {"LSPINE", "TLSPINE", "TSPINE", "SPINE"}
+TBS_LAGS_MM = (1.0, 2.0, 3.0, 4.0)  # variogram lags of the DXA texture index (trabecular scale)
 
 
 @dataclass
@@ -211,9 +211,8 @@ def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list
     -----
     1. Endplates are long bright horizontal lines: a row-wise ridge filter averaged over 20 mm of columns
        peaks on the column band of the bodies (spinous processes and bowel gas are narrower or curved).
-    2. On that band's profile, a disc is a dip darker than the median dip and bounded by two endplate
-       ridges 3-16 mm apart (a dip inside a body has its endplates further away); bodies lie between
-       consecutive discs 10-50 mm apart.
+    2. On that band's profile, discs are the best regularly spaced chain of dark rows flanked by endplate
+       ridges (:func:`_disc_chain`); bodies lie between consecutive discs.
     3. Levels are counted upwards from the lowest disc, taken as L5/S1 (the sacral segments below have no
        disc). A transitional vertebra or a lowest disc outside the image shifts every label: the flag
        ``levels_counted_from_lowest_disc`` says that the labels rest on this assumption.
@@ -231,18 +230,7 @@ def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list
     prof = lin[:, cols.min() : cols.max() + 1].mean(axis=1)
     rprof = ndi.gaussian_filter1d(ridge[:, cols.min() : cols.max() + 1].mean(axis=1), max(0.5 / px, 0.5))
     hp = ndi.gaussian_filter1d(prof, max(1.5 / px, 0.5)) - ndi.gaussian_filter1d(prof, 15 / px)
-    dips, _ = find_peaks(-hp, distance=max(2, int(8 / px)))
-    peaks, _ = find_peaks(rprof, height=0.2 * np.percentile(rprof, 99), distance=max(1, int(2.5 / px)))
-    if len(dips) == 0:
-        return [], ["no_spine_found"]
-    dark = float(np.median(hp[dips]))
-    discs = []
-    for d in dips:
-        above = peaks[(peaks < d) & (peaks >= d - 8 / px)]
-        below = peaks[(peaks > d) & (peaks <= d + 8 / px)]
-        if (len(above) and len(below) and 3 / px <= below.min() - above.max() <= 16 / px
-                and hp[d] < dark):
-            discs.append(0.5 * (above.max() + below.min()))
+    discs = _disc_chain(np.clip(rprof, 0.0, None), hp, px)
     if len(discs) < 2:
         return [], ["no_spine_found"]
     discs = sorted(discs)
@@ -263,6 +251,51 @@ def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list
     return list(reversed(out)), flags
 
 
+def _disc_chain(ridge: NDArray[np.float64], hp: NDArray[np.float64], px: float) -> list[float]:
+    """Disc rows along the spine band: the best chain (dynamic programming) of disc candidates spaced
+    17-48 mm apart.
+
+    A disc at row r scores the weaker of two endplate ridges at r -/+ g/2 (g = 3-14 mm) where the band is
+    darker than its surroundings; a disc with a ridge only above (L5/S1: the sacrum has no endplate line)
+    scores half its ridge. Each disc in the chain pays a fixed cost (a fifth of the 90th percentile score),
+    so weak candidates join only where they fit the spacing of the column.
+    """
+    n = len(ridge)
+    score = np.zeros(n)
+    gaps = np.arange(max(1, int(1.5 / px)), int(7 / px) + 1)
+    for r in range(n):
+        if hp[r] >= 0:
+            continue
+        best = 0.0
+        for h in gaps:
+            if r - h >= 0 and r + h < n:
+                best = max(best, min(ridge[r - h], ridge[r + h]))
+        one = 0.5 * float(ridge[max(r - gaps[-1], 0) : max(r - gaps[0] + 1, 1)].max())
+        score[r] = max(best, one)
+    if not np.any(score > 0):
+        return []
+    cost = 0.2 * float(np.percentile(score[score > 0], 90))
+    gain = score - cost
+    lo, hi = int(17 / px), int(48 / px)
+    f = gain.copy()
+    prev = np.full(n, -1)
+    for r in range(n):
+        if gain[r] <= 0:
+            f[r] = -np.inf
+            continue
+        window = f[max(r - hi, 0) : max(r - lo + 1, 0)]
+        if len(window) and np.max(window) > 0:
+            k = int(np.argmax(window))
+            f[r] = gain[r] + window[k]
+            prev[r] = max(r - hi, 0) + k
+    end = int(np.argmax(f))
+    chain = []
+    while end >= 0:
+        chain.append(float(end))
+        end = int(prev[end])
+    return sorted(chain)
+
+
 def assess_lateral_spine(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list[VertebraAssessment], list[str]]:
     """Find, measure and grade the bodies of a linearised lateral spine image (rows head->feet, columns
     anterior->posterior)."""
@@ -277,9 +310,15 @@ def assess_lateral_spine(lin: NDArray[np.float64], pixel_mm: float) -> tuple[lis
     return res, flags
 
 
-def _dxa_spine_tbs(img: NDArray[np.float64]) -> tuple[float | None, int, list[str]]:
-    """TBS-style index over the bone region of an AP DXA spine image (values above half the image's
-    99th percentile, largest connected region, eroded by 2 px to keep edges out of the variogram)."""
+def dxa_spine_tbs(img: NDArray[np.float64], pixel_mm: float) -> tuple[float | None, int, list[str]]:
+    """TBS-style index over the vertebral bodies of an AP DXA spine image.
+
+    Bone = values above half the image's 99th percentile; every region at least a fifth the size of the
+    largest is a body (discs separate them), eroded by 2 pixels so that body edges stay out of the
+    variogram. The index is the log-log slope of the robust (Cressie-Hawkins) variogram over lags of
+    ``TBS_LAGS_MM`` (converted to whole pixels): the pedicles' outlines and other edges inside the bodies
+    would otherwise dominate the small-lag variogram. Returns (index, pixels used, flags).
+    """
     hi = float(np.percentile(img, 99))
     if hi <= 0:
         return None, 0, ["no_bone_found"]
@@ -288,10 +327,14 @@ def _dxa_spine_tbs(img: NDArray[np.float64]) -> tuple[float | None, int, list[st
     if n == 0:
         return None, 0, ["no_bone_found"]
     sizes = ndi.sum_labels(m, lab, index=np.arange(1, n + 1))
-    m = ndi.binary_erosion(lab == int(np.argmax(sizes)) + 1, iterations=2)
+    keep = np.nonzero(sizes >= 0.2 * sizes.max())[0] + 1
+    m = ndi.binary_erosion(np.isin(lab, keep), iterations=2)
     if m.sum() < 200:
         return None, int(m.sum()), ["bone_region_too_small"]
-    return tbs_index(img, mask=m), int(m.sum()), []
+    lags = sorted({max(1, int(round(x / pixel_mm))) for x in TBS_LAGS_MM})
+    if len(lags) < 2:
+        return None, int(m.sum()), ["pixels_too_coarse_for_texture"]
+    return tbs_index(img, lags=lags, mask=m, robust=True), int(m.sum()), []
 
 
 def analyse_dataset(ds: pydicom.Dataset) -> ProjectionResult:
@@ -319,7 +362,7 @@ def analyse_dataset(ds: pydicom.Dataset) -> ProjectionResult:
         elif kind == "dxa_hip":
             res.hips = hg.measure_hip(_pixels(ds), pix, side=hg.side_from_header(ds))
         else:
-            res.tbs, res.texture_pixels, tflags = _dxa_spine_tbs(_pixels(ds))
+            res.tbs, res.texture_pixels, tflags = dxa_spine_tbs(_pixels(ds), pix)
             res.flags += tflags
     except (ValueError, RuntimeError, AttributeError, TypeError) as e:
         res.status, res.error = "failed", f"{type(e).__name__}: {e}"

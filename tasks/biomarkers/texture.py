@@ -17,17 +17,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 from numpy.typing import NDArray
+from scipy import ndimage as ndi
 from skimage.feature import graycomatrix, graycoprops
+
+from schemas.tables.fragility import TEXTURE
+from tasks.biomarkers.spine import VertebraLabel
+from tasks.dicom.volume import Volume
 
 DEFAULT_LAGS: tuple[int, ...] = (1, 2, 3, 4)
 # HU window for the quantisation of CT trabecular bone (fixed, so features compare across series).
 TRABECULAR_WINDOW_HU: tuple[float, float] = (-100.0, 500.0)
 GLCM_PROPS: tuple[str, ...] = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
+TEXTURE_LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
 
 def variogram(image: NDArray[np.floating], lags: Sequence[int] = DEFAULT_LAGS,
-              mask: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+              mask: NDArray[np.bool_] | None = None, robust: bool = False) -> NDArray[np.float64]:
     """Experimental variogram of a 2-D image at integer pixel ``lags`` (horizontal and vertical pooled).
 
     Parameters
@@ -38,11 +45,15 @@ def variogram(image: NDArray[np.floating], lags: Sequence[int] = DEFAULT_LAGS,
         Positive integer lags in pixels.
     mask
         Optional boolean region; only pairs with both pixels inside count.
+    robust
+        Use the Cressie-Hawkins estimator ``mean(|d|^(1/2))^4 / (0.457 + 0.494 / N)`` instead of the mean
+        squared difference: a minority of pairs straddling edges (pedicles, cortex, detector seams) then
+        barely moves the estimate.
 
     Returns
     -------
     numpy.ndarray
-        ``V(k)`` per lag (mean squared difference); NaN for a lag with no pair.
+        ``V(k)`` per lag (twice the semivariance); NaN for a lag with no pair.
     """
     img = np.asarray(image, dtype=np.float64)
     if img.ndim != 2:
@@ -55,26 +66,49 @@ def variogram(image: NDArray[np.floating], lags: Sequence[int] = DEFAULT_LAGS,
         if int(k) < 1:
             raise ValueError(f"lags must be positive integers, got {k!r}")
         k = int(k)
-        total, count = 0.0, 0
+        parts = []
         for a, b, ma, mb in (
             (img[:, k:], img[:, :-k], m[:, k:], m[:, :-k]),
             (img[k:, :], img[:-k, :], m[k:, :], m[:-k, :]),
         ):
-            if a.size == 0:
-                continue
-            both = ma & mb
-            d = (a - b)[both]
-            total += float(np.sum(d * d))
-            count += int(d.size)
-        if count:
-            out[i] = total / count
+            if a.size:
+                parts.append((a - b)[ma & mb])
+        d = np.concatenate(parts) if parts else np.empty(0)
+        if d.size == 0:
+            continue
+        if robust:
+            out[i] = float(np.mean(np.sqrt(np.abs(d)))) ** 4 / (0.457 + 0.494 / d.size)
+        else:
+            out[i] = float(np.mean(d * d))
+    return out
+
+
+def relative_detail(image: NDArray[np.floating], sigma_px: float,
+                    mask: NDArray[np.bool_] | None = None) -> NDArray[np.float64]:
+    """``image / smooth(image) - 1``: the fine relative variation left after dividing out the anatomy.
+
+    The smooth part is a normalised Gaussian convolution (``sigma_px``) over ``mask`` only, so the edges of
+    the region do not leak in. A projection's bone shape (body outline, thickness) varies over
+    centimetres; trabecular texture over a few pixels.
+    """
+    img = np.asarray(image, dtype=np.float64)
+    m = np.ones(img.shape, dtype=np.float64) if mask is None else np.asarray(mask, dtype=np.float64)
+    num = ndi.gaussian_filter(img * m, sigma_px)
+    den = ndi.gaussian_filter(m, sigma_px)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        smooth = num / den
+        out = np.where((den > 1e-6) & (np.abs(smooth) > 1e-12), img / smooth - 1.0, 0.0)
     return out
 
 
 def tbs_index(image: NDArray[np.floating], lags: Sequence[int] = DEFAULT_LAGS,
-              mask: NDArray[np.bool_] | None = None) -> float:
+              mask: NDArray[np.bool_] | None = None, detrend_sigma_px: float | None = None,
+              robust: bool = False) -> float:
     """TBS-style index: least-squares slope of log V(k) against log k over ``lags``.
 
+    ``robust`` selects the Cressie-Hawkins variogram (see :func:`variogram`). With ``detrend_sigma_px`` the
+    variogram is taken of :func:`relative_detail` (the anatomy divided out),
+    so that the body outline and thickness gradients do not dominate the small-lag variogram.
     Returns NaN when fewer than two lags have a positive variogram (a flat or tiny region).
 
     Notes
@@ -82,7 +116,9 @@ def tbs_index(image: NDArray[np.floating], lags: Sequence[int] = DEFAULT_LAGS,
     The index depends on pixel size and on the detector's noise and blur: compare values from the same
     kind of acquisition only. It does not correct for soft-tissue thickness, which lowers the real TBS.
     """
-    v = variogram(image, lags, mask)
+    if detrend_sigma_px:
+        image = relative_detail(image, detrend_sigma_px, mask)
+    v = variogram(image, lags, mask, robust)
     k = np.asarray(lags, dtype=np.float64)
     ok = np.isfinite(v) & (v > 0)
     if ok.sum() < 2:
@@ -163,3 +199,70 @@ def glcm_features(
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=(0, 1))
     return GlcmFeatures(entropy=float(np.mean(ent)), n_pixels=n, **props)
+
+
+@dataclass(frozen=True)
+class RegionTexture:
+    """Texture of one region of one series (a ``texture`` table row without the series columns)."""
+
+    region: str
+    tbs_index: float | None
+    glcm: GlcmFeatures | None
+    mean_intensity: float | None
+    flags: tuple[str, ...] = ()
+
+
+def ct_trabecular_texture(volume: Volume, vertebrae: Sequence[VertebraLabel],
+                          erode_mm: float = 3.0) -> list[RegionTexture]:
+    """GLCM features of the trabecular bone of each labelled body (T10-L5) of a CT volume.
+
+    The region is the labeller's body mask, eroded by ``erode_mm`` in-plane (cortex and partial volume
+    out) and restricted to the central 60% of the body's slices (endplates out).
+
+    Notes
+    -----
+    GLCM values depend on pixel size, slice thickness, kernel and noise: compare them within one protocol,
+    not across scanners. Bodies without a mask are skipped.
+    """
+    out: list[RegionTexture] = []
+    _, dy, dx = volume.spacing_mm
+    for v in vertebrae:
+        if v.level not in TEXTURE_LEVELS or v.body_mask is None or not v.body_mask.any():
+            continue
+        k0, k1, i0, i1, j0, j1 = v.bbox
+        mask = np.asarray(v.body_mask, dtype=bool)
+        zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+        lo = zs.min() + int(0.2 * (zs.max() - zs.min() + 1))
+        hi = zs.max() - int(0.2 * (zs.max() - zs.min() + 1))
+        roi = np.zeros_like(mask)
+        ry, rx = max(1, int(round(erode_mm / dy))), max(1, int(round(erode_mm / dx)))
+        for k in range(lo, hi + 1):
+            roi[k] = ndi.binary_erosion(mask[k], structure=np.ones((2 * ry + 1, 2 * rx + 1), bool))
+        sub = volume.hu[k0:k1, i0:i1, j0:j1][: roi.shape[0], : roi.shape[1], : roi.shape[2]]
+        roi = roi[: sub.shape[0], : sub.shape[1], : sub.shape[2]]
+        if roi.sum() < 50:
+            out.append(RegionTexture(v.level, None, None, None, ("trabecular_region_too_small",)))
+            continue
+        out.append(RegionTexture(v.level, None, glcm_features(sub, roi), float(sub[roi].mean())))
+    return out
+
+
+def texture_table(series_instance_uid: str, study_instance_uid: str | None, rows: Sequence[RegionTexture],
+                  source: str, extractor_version: str, n_pixels: Sequence[int] | None = None) -> pa.Table:
+    """``texture`` rows of one series, conformed to the declared schema."""
+    out = []
+    for i, r in enumerate(rows):
+        g = r.glcm
+        out.append({
+            "series_instance_uid": series_instance_uid, "region": r.region, "tbs_index": r.tbs_index,
+            "glcm_contrast": g.contrast if g else None, "glcm_dissimilarity": g.dissimilarity if g else None,
+            "glcm_homogeneity": g.homogeneity if g else None, "glcm_energy": g.energy if g else None,
+            "glcm_correlation": g.correlation if g else None, "glcm_entropy": g.entropy if g else None,
+            "mean_intensity": r.mean_intensity,
+            "n_pixels": g.n_pixels if g else (n_pixels[i] if n_pixels else None),
+            "qc_flags": ",".join(r.flags), "study_instance_uid": study_instance_uid, "source": source,
+            "extractor_version": extractor_version,
+        })
+    if not out:
+        return TEXTURE.empty()
+    return TEXTURE.conform(pa.Table.from_pylist(out))

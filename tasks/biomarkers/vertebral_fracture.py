@@ -93,7 +93,8 @@ def sample_patch(image: NDArray[np.floating], spacing: tuple[float, float], g: B
                                           mode="nearest"))
 
 
-def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0) -> float | None:
+def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0,
+                 min_contrast: float = 0.0) -> float | None:
     """Fractional index of the outer surface of a bright structure between ``start`` and ``stop``.
 
     Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
@@ -102,7 +103,8 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
     the inside as well (a cortical layer thinner than the blur or the slice), the surface is the centroid
     of the layer's excess intensity plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its
     centre but not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
-    (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor.
+    (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor
+    (by a quarter of the profile's range, and by ``min_contrast``, e.g. a few noise SDs).
     """
     step = 1 if stop > start else -1
     idx = np.arange(start, stop, step)
@@ -117,7 +119,7 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
     floor = float(p[k:].min())
     peak = float(p[k])
     span = max(peak - min(floor, p[0]), 1e-9)
-    if peak - floor < MIN_EDGE_CONTRAST * span:
+    if peak - floor < max(MIN_EDGE_CONTRAST * span, min_contrast):
         return None
     inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
     if half_layer > 0 and peak - inner >= 0.3 * (peak - floor):
@@ -186,11 +188,18 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     n0 = int(round(half_len / STEP_MM))
     m0 = int(round(half_w / STEP_MM))
     hl = CORTEX_HALF_MM / STEP_MM
+    # noise of the source image (pixel level) -> contrast an edge must have in an averaged profile
+    src = np.asarray(image, dtype=np.float64)
+    d = np.diff(src, axis=1).ravel()
+    sigma = float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0)) if d.size else 0.0
+    pix = min(spacing)
+    wall_min = 5.0 * sigma / math.sqrt(max(1.0, 6.0 / spacing[0]))
+    plate_min = 5.0 * sigma / math.sqrt(max(1.0, 2.0 * column_half_mm / pix))
     # 1. walls, on bands 3-6 mm above and below the centre.
     band = [r for r in range(n0 - int(6 / STEP_MM), n0 + int(6 / STEP_MM) + 1) if abs(r - n0) >= 3 / STEP_MM]
     row = ndi.uniform_filter1d(patch[band].mean(axis=0), size=3)
-    ant = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl)
-    post = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl)
+    ant = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl, wall_min)
+    post = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl, wall_min)
     if ant is None or post is None or post - ant < 8 / STEP_MM:
         return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
     depth = (post - ant) * STEP_MM
@@ -205,8 +214,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     for q, uq in enumerate(u):
         c = int(round(c_mid + uq * (post - ant) / 2))
         col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
-        e_up = outward_edge(col, n0, up_stop, hl)
-        e_dn = outward_edge(col, n0, down_stop, hl)
+        e_up = outward_edge(col, n0, up_stop, hl, plate_min)
+        e_dn = outward_edge(col, n0, down_stop, hl, plate_min)
         if e_up is not None:
             top[q] = (e_up - n0) * STEP_MM
         if e_dn is not None:

@@ -15,6 +15,8 @@ Two builders give the same JSON: :func:`elements_to_json` (fast path, raw bytes)
 from __future__ import annotations
 
 import json
+from itertools import islice
+from operator import lt
 import math
 import struct
 from typing import Any
@@ -154,22 +156,17 @@ def header_json_text(fh: FastHeader) -> str:
     memo = _BY_ELEMENT.get((fh.encoding, pixel_rep))
     if memo is None or len(memo) > _MAX_FRAGMENTS:
         memo = _BY_ELEMENT[(fh.encoding, pixel_rep)] = {}
-    frags = []
-    last = -1
-    ordered = True
-    for tag, whole in fh.keys:
-        frag = memo.get(whole)
-        if frag is None:
-            vr, raw = elements[tag]
-            frag = dumps(elements_to_json({tag: (vr, raw)}, fh.encoding, pixel_rep))[1:-1]
-            memo[whole] = frag
-        if frag:
-            frags.append(frag)
-        ordered = ordered and tag > last
-        last = tag
-    if not ordered:  # tags out of order or repeated in the file: build it the plain way
+    tags, wholes = fh.tags, fh.wholes
+    if not all(map(lt, tags, islice(tags, 1, None))):  # out of order or repeated: the plain way
         return dumps(elements_to_json(elements, fh.encoding, pixel_rep))
-    return "{" + ",".join(frags) + "}"
+    frags = list(map(memo.get, wholes))
+    if None in frags:
+        for i, frag in enumerate(frags):
+            if frag is None:
+                vr, raw = elements[tags[i]]
+                frag = frags[i] = dumps(elements_to_json({tags[i]: (vr, raw)}, fh.encoding, pixel_rep))[1:-1]
+                memo[wholes[i]] = frag
+    return "{" + ",".join(filter(None, frags)) + "}"
 
 
 def _py_value(vr: str, value: Any) -> list[Any]:

@@ -14,6 +14,9 @@ value decoding follows pydicom 3's rules (``pydicom.values``) so that the promot
 from __future__ import annotations
 
 import struct
+import threading
+from bisect import bisect_left
+from itertools import accumulate
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import Any
@@ -89,6 +92,7 @@ class Items(list):  # type: ignore[type-arg]
     """The items of a sequence, plus the sequence's raw value bytes (a cache key for its JSON)."""
 
     __slots__ = ("raw",)
+    raw: bytes
 
 
 _VR_INFO: dict[int, tuple[str, bool]] = {
@@ -98,13 +102,15 @@ _VR_INFO: dict[int, tuple[str, bool]] = {
 
 
 def _parse(
-    buf: bytes, pos: int, end: int, implicit: bool, top: bool, keys: list[tuple[int, bytes]] | None = None
+    buf: bytes, pos: int, end: int, implicit: bool, top: bool,
+    ktags: list[int] | None = None, kwholes: list[bytes] | None = None,
 ) -> tuple[Elements, int]:
     """Parse elements in ``buf[pos:end]``; stops at an item delimiter (nested) or the pixel data (top).
 
-    With ``keys``, ``(tag, whole element bytes)`` of each public, non-group-length element is appended
-    (the memo key of its DICOM JSON text).
+    With ``ktags``/``kwholes``, the tag and the whole bytes (header and value) of each element are
+    appended: the memo keys of its DICOM JSON text and promoted value, and the next file's template.
     """
+    keys = kwholes is not None
     out: Elements = {}
     n = len(buf)
     vr_info = _VR_INFO
@@ -128,16 +134,28 @@ def _parse(
         else:
             group, elem, vrb, length = expl(buf, pos)
             tag = group << 16 | elem
-            if group == 0xFFFE:
-                if tag in (ITEM_END, SEQ_END):
-                    return out, pos + 8
-                raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
-            if top and tag in PIXEL_TAGS:
-                return out, pos
+            if group >= 0x7FE0:
+                if group == 0xFFFE:
+                    if tag in (ITEM_END, SEQ_END):
+                        return out, pos + 8
+                    raise FastPathUnsupported(f"unexpected item tag at byte {pos}")
+                if top and tag in PIXEL_TAGS:
+                    return out, pos
             info = vr_info.get(vrb)
             if info is None:
                 raise FastPathUnsupported(f"unknown VR {vrb.to_bytes(2, 'little')!r} at byte {pos}")
             vr, long = info
+            if not long:  # the common case, kept short
+                nxt = pos + 8 + length
+                if nxt > n:
+                    raise Truncated(f"element ({group:04X},{elem:04X}) needs {length} bytes at {pos + 8}, "
+                                    f"file has {n}")
+                out[tag] = (vr, buf[pos + 8 : nxt])
+                if keys:
+                    ktags.append(tag)  # type: ignore[union-attr]
+                    kwholes.append(buf[pos:nxt])  # type: ignore[union-attr]
+                pos = nxt
+                continue
             if long:
                 if pos + 12 > n:
                     raise Truncated(f"element header at byte {pos} runs past the end")
@@ -152,8 +170,9 @@ def _parse(
                     items, pos = _parse_items(buf, pos, length, True)
                     items.raw = buf[start:pos]
                     out[tag] = ("SQ", items)
-                    if keys is not None:
-                        keys.append((tag, buf[start0:pos]))
+                    if keys:
+                        ktags.append(tag)  # type: ignore[union-attr]
+                        kwholes.append(buf[start0:pos])  # type: ignore[union-attr]
                     continue
                 if known is not None:
                     vr = known
@@ -162,8 +181,9 @@ def _parse(
             items, pos = _parse_items(buf, pos, length, implicit)
             items.raw = buf[start:pos]
             out[tag] = ("SQ", items)
-            if keys is not None and not group & 1 and elem:
-                keys.append((tag, buf[start0:pos]))
+            if keys:
+                ktags.append(tag)  # type: ignore[union-attr]
+                kwholes.append(buf[start0:pos])  # type: ignore[union-attr]
             continue
         if length == UNDEFINED:
             raise FastPathUnsupported(f"undefined length {vr} element ({tag:08X}) outside pixel data")
@@ -171,8 +191,9 @@ def _parse(
         if nxt > n:
             raise Truncated(f"element ({tag >> 16:04X},{tag & 0xFFFF:04X}) needs {length} bytes at {pos}, file has {n}")
         out[tag] = (vr, buf[pos:nxt])
-        if keys is not None and not group & 1 and elem:
-            keys.append((tag, buf[start0:nxt]))
+        if keys:
+            ktags.append(tag)  # type: ignore[union-attr]
+            kwholes.append(buf[start0:nxt])  # type: ignore[union-attr]
         pos = nxt
     return out, pos
 
@@ -201,6 +222,93 @@ def _parse_items(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[Ite
     if length == UNDEFINED:
         raise Truncated("sequence without a delimiter at the end of the file")
     return items, pos
+
+
+class _Template:
+    """The top-level layout of the previous file: the next file of a series mostly repeats it byte for byte."""
+
+    __slots__ = ("buf", "data_start", "implicit", "tags", "wholes", "vals", "starts", "varying")
+
+    def __init__(self, buf: bytes, data_start: int, implicit: bool, tags: list[int], wholes: list[bytes],
+                 vals: list[tuple[str, Any]], varying: list[int] | None) -> None:
+        self.buf = buf
+        self.data_start = data_start
+        self.implicit = implicit
+        self.tags = tags
+        self.wholes = wholes
+        self.vals = vals
+        self.starts = list(accumulate(map(len, wholes), initial=data_start))
+        self.varying = varying  # indexes that differed from the file before; None: unknown
+
+
+class _Last(threading.local):
+    last: _Template | None = None
+
+
+_TEMPLATE = _Last()
+
+
+def _parse_with_template(
+    buf: bytes, pos: int, n: int, implicit: bool, tpl: _Template
+) -> tuple[Elements, int, list[int], list[bytes], list[tuple[str, Any]], list[int]]:
+    """Top-level parse that copies runs of elements equal to the template's (one C-level comparison per
+    run) and parses only the elements that differ.
+
+    The result is the same as ``_parse``'s: a run is reused only when its bytes are identical at the
+    current position, and identical bytes parse identically.
+    """
+    tags: list[int] = []
+    wholes: list[bytes] = []
+    vals: list[tuple[str, Any]] = []
+    varying: list[int] = []
+    tb, ts, count = tpl.buf, tpl.starts, len(tpl.tags)
+    known = tpl.varying
+    j = 0
+    while True:
+        if 0 <= j < count:
+            if known is None:
+                k = count
+            else:
+                i = bisect_left(known, j)
+                k = known[i] if i < len(known) else count
+            if k > j:
+                if not buf.startswith(tb[ts[j] : ts[k]], pos):
+                    lo, hi = j, k  # [j, lo) matches, [j, hi) does not
+                    while hi - lo > 1:
+                        mid = (lo + hi) // 2
+                        if buf.startswith(tb[ts[j] : ts[mid]], pos):
+                            lo = mid
+                        else:
+                            hi = mid
+                    k = lo
+                if k > j:
+                    tags += tpl.tags[j:k]
+                    wholes += tpl.wholes[j:k]
+                    vals += tpl.vals[j:k]
+                    pos += ts[k] - ts[j]
+                    j = k
+                    continue
+        if pos >= n:
+            return dict(zip(tags, vals, strict=True)), pos, tags, wholes, vals, varying
+        one_t: list[int] = []
+        one_w: list[bytes] = []
+        one, nxt = _parse(buf, pos, pos + 1, implicit, True, one_t, one_w)
+        if not one_t:  # pixel data or the end of the file
+            return dict(zip(tags, vals, strict=True)), nxt, tags, wholes, vals, varying
+        tag = one_t[0]
+        if not (0 <= j < count and tpl.tags[j] == tag and tpl.wholes[j] == one_w[0]):
+            varying.append(len(tags))
+        tags.append(tag)
+        wholes.append(one_w[0])
+        vals.append(one[tag])
+        pos = nxt
+        if 0 <= j < count and tpl.tags[j] == tag:
+            j += 1
+        else:  # the layouts diverge here: resynchronise on this tag, if the template has it
+            try:
+                j = tpl.tags.index(tag) + 1
+            except ValueError:
+                j = -1
 
 
 def check_pixel_data(buf: bytes, pos: int, implicit: bool) -> None:
@@ -255,11 +363,12 @@ class FastHeader:
     with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
     """
 
-    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "keys")
+    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "tags", "wholes")
 
     def __init__(self, meta: Elements, elements: Elements, transfer_syntax: str, implicit: bool,
-                 encoding: str, pixel_pos: int, keys: list[tuple[int, bytes]] | None = None) -> None:
-        self.keys = keys or []
+                 encoding: str, pixel_pos: int, tags: list[int], wholes: list[bytes]) -> None:
+        self.tags = tags
+        self.wholes = wholes
         self.meta = meta
         self.elements = elements
         self.transfer_syntax = transfer_syntax
@@ -371,8 +480,15 @@ def read_fast(buf: bytes) -> FastHeader:
         looks_explicit = vr_bytes in _SHORT_B or vr_bytes in _LONG_B
         if looks_explicit == implicit:
             raise FastPathUnsupported("dataset VR encoding differs from the transfer syntax")
-    keys: list[tuple[int, bytes]] = []
-    elements, pixel_pos = _parse(buf, pos, n, implicit, top=True, keys=keys)
+    tpl = _TEMPLATE.last
+    if tpl is not None and tpl.implicit == implicit and tpl.data_start == pos:
+        elements, pixel_pos, tags, wholes, vals, varying = _parse_with_template(buf, pos, n, implicit, tpl)
+    else:
+        tags, wholes = [], []
+        elements, pixel_pos = _parse(buf, pos, n, implicit, True, tags, wholes)
+        vals = list(map(elements.__getitem__, tags))
+        varying = None
+    _TEMPLATE.last = _Template(buf, pos, implicit, tags, wholes, vals, varying)
     cs = elements.get(0x00080005)
     encoding = "latin_1"
     if cs is not None:
@@ -381,7 +497,7 @@ def read_fast(buf: bytes) -> FastHeader:
             raise FastPathUnsupported(f"SpecificCharacterSet {name!r}")
         encoding = CHARSETS[name]
     check_pixel_data(buf, pixel_pos, implicit)
-    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, keys)
+    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, tags, wholes)
 
 
 def iter_json_elements(elements: Elements) -> Iterator[tuple[int, str, Any]]:

@@ -203,46 +203,54 @@ def build_row(view: HeaderView, *, key: bytes, default_issuer: str | None = None
     return row
 
 
-_VALUES: dict[tuple[Any, ...], Any] = {}
-_DERIVED: dict[tuple[Any, ...], Any] = {}
+#: Columns that usually differ between the instances of a series; the others are memoised together.
+_PER_INSTANCE = ("sop_instance_uid", "instance_number", "image_position_patient", "slice_location_mm",
+                 "acquisition_time", "acquisition_date")
+_A = tuple(p for p in PROMOTED if p[0] in _PER_INSTANCE)
+_B = tuple(p for p in PROMOTED if p[0] not in _PER_INSTANCE)
+_B_TAGS = tuple(t for _, t, _ in _B) + (PATIENT_ID, ISSUER, BIRTH_DATE, PATIENT_AGE)
+_VALUES: dict[str, list[dict[bytes, Any]]] = {}
+_SERIES: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def _series_part(fh: FastHeader, key: bytes, default_issuer: str | None) -> dict[str, Any]:
+    part = {col: _value(fh, tag, kind) for col, tag, kind in _B}
+    part["person_key"] = _person(key, _value(fh, PATIENT_ID, "text"), _value(fh, ISSUER, "text"), default_issuer)
+    part["_birth"] = _value(fh, BIRTH_DATE, "date")
+    part["_age"] = _value(fh, PATIENT_AGE, "text")
+    return part
 
 
 def build_row_fast(fh: FastHeader, *, key: bytes, default_issuer: str | None = None) -> dict[str, Any]:
-    """:func:`build_row` for the fast reader, memoising decoded values by their raw bytes.
+    """:func:`build_row` for the fast reader, with memos keyed by the elements' whole bytes.
 
-    Same values as :func:`build_row` (it calls the same decoders on a miss); the memo is per process.
+    The series-level columns (all but :data:`_PER_INSTANCE`) are memoised together, keyed by the tuple
+    of their elements' bytes; the per-instance ones column by column. Same values as :func:`build_row`
+    (a miss calls the same decoders); the memos are per process and bounded.
     """
-    el = fh.elements
-    enc = fh.encoding
-    memo = _VALUES
-    if len(memo) > 200_000:
-        memo.clear()
-        _DERIVED.clear()
-    row: dict[str, Any] = {}
-    for col, tag, kind in PROMOTED:
-        e = el.get(tag)
-        if e is None:
+    wholes = dict(zip(fh.tags, fh.wholes, strict=True))
+    skey = (fh.encoding, key, default_issuer, *map(wholes.get, _B_TAGS))
+    part = _SERIES.get(skey)
+    if part is None:
+        if len(_SERIES) > 20_000:
+            _SERIES.clear()
+        part = _SERIES[skey] = _series_part(fh, key, default_issuer)
+    row = dict(part)
+    memos = _VALUES.get(fh.encoding)
+    if memos is None or len(memos[0]) > 50_000:
+        memos = _VALUES[fh.encoding] = [{} for _ in _A]
+    for (col, tag, kind), memo in zip(_A, memos, strict=True):
+        w = wholes.get(tag)
+        if w is None:
             row[col] = None
             continue
-        if e[0] == "SQ":
-            row[col] = _value(fh, tag, kind)
-            continue
-        k = (tag, kind, e[0], e[1], enc)
         try:
-            row[col] = memo[k]
+            row[col] = memo[w]
         except KeyError:
-            v = memo[k] = _value(fh, tag, kind)
+            v = memo[w] = _value(fh, tag, kind)
             row[col] = v
-    ids = tuple(el.get(t) for t in (PATIENT_ID, ISSUER, BIRTH_DATE, PATIENT_AGE))
     study = row["study_date"] or row["series_date"] or row["acquisition_date"]
-    dk = (ids, study, enc, key, default_issuer)
-    try:
-        row["person_key"], row["age_at_study_years"] = _DERIVED[dk]
-    except KeyError:
-        pk = _person(key, _value(fh, PATIENT_ID, "text"), _value(fh, ISSUER, "text"), default_issuer)
-        age = _age(_value(fh, BIRTH_DATE, "date"), study, _value(fh, PATIENT_AGE, "text"))
-        _DERIVED[dk] = (pk, age)
-        row["person_key"], row["age_at_study_years"] = pk, age
+    row["age_at_study_years"] = _age(row.pop("_birth"), study, row.pop("_age"))
     return row
 
 

@@ -44,7 +44,8 @@ class BatchResult:
     """Parsed rows of one batch, in the batch's path order.
 
     ``parsed`` are instance rows (one per file that parsed; duplicates not yet resolved) and
-    ``quarantined`` quarantine rows; ``stats`` holds the file count per listed path (``size``, ``mtime``).
+    ``quarantined`` quarantine rows; ``listed`` the batch as listed (for the manifest); ``fast`` how many
+    files the fast reader parsed.
     """
 
     parsed: pa.Table

@@ -18,6 +18,7 @@ from statistics import median
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import get_table
 
@@ -178,10 +179,12 @@ def aggregate_series(instances: pa.Table) -> pa.Table:
     decl = get_table("series")
     if instances.num_rows == 0:
         return decl.empty()
-    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in instances.to_pylist():
-        groups[r["series_instance_uid"]].append(r)
-    rows = [_series_row(groups[k]) for k in sorted(groups)]
+    # Sort once, then turn one series at a time into Python rows: memory stays at one series' worth.
+    t = instances.take(pc.sort_indices(instances, sort_keys=[("series_instance_uid", "ascending")]))
+    uids = t.column("series_instance_uid")
+    ends = pc.indices_nonzero(pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))).to_pylist()
+    bounds = [0, *[e + 1 for e in ends], len(uids)]
+    rows = [_series_row(t.slice(a, b - a).to_pylist()) for a, b in zip(bounds, bounds[1:], strict=False)]
     return decl.conform(pa.Table.from_pylist(rows, schema=decl.arrow_schema()))
 
 

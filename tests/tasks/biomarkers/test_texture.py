@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tasks.biomarkers.texture import glcm_features, tbs_index, variogram
+from tasks.biomarkers.texture import glcm_features, relative_detail, tbs_index, variogram
 
 
 def fbm_field(n: int, hurst: float, seed: int) -> np.ndarray:
@@ -85,3 +85,24 @@ def test_glcm_mask_excludes_outside() -> None:
     assert np.isnan(empty.contrast) and empty.n_pixels == 0
     with pytest.raises(ValueError, match="window"):
         glcm_features(img, window=(1.0, 1.0))
+
+
+def test_robust_variogram_ignores_a_few_edges() -> None:
+    field = fbm_field(512, 0.7, 5)[::4, ::4]
+    field = field / field.std()
+    edged = field.copy()
+    edged[40:60, 40:60] += 8.0  # a bright block (a pedicle): a few pairs with huge increments
+    plain = tbs_index(field)
+    assert abs(tbs_index(edged, robust=True) - plain) < 0.1
+    assert abs(tbs_index(edged) - plain) > 0.2
+
+
+def test_relative_detail_divides_out_a_smooth_base() -> None:
+    yy, xx = np.mgrid[0:64, 0:64]
+    base = 500.0 + 4.0 * xx + 2.0 * yy
+    rng = np.random.default_rng(2)
+    tex = ndimage.gaussian_filter(rng.normal(size=(64, 64)), 1.0)
+    img = base * (1.0 + 0.05 * tex)
+    detail = relative_detail(img, 6.0)
+    inner = (slice(12, -12), slice(12, -12))
+    assert np.corrcoef(detail[inner].ravel(), tex[inner].ravel())[0, 1] > 0.9

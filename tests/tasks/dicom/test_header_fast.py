@@ -82,3 +82,32 @@ def test_fast_reader_refuses_what_it_does_not_handle() -> None:
         read_fast(big.read_bytes())
     with pytest.raises(FastPathUnsupported):
         read_fast(b"not a dicom file at all" * 10)
+
+
+def test_template_parse_equals_plain_parse(tmp_path: Path) -> None:
+    """Reusing runs of the previous file's elements gives exactly the plain parse (or the same error)."""
+    from tasks.dicom import fastheader
+
+    files = write_series(tmp_path / "s", 5) + real_files() + [p for p in shipped_files() if p.suffix == ".dcm"]
+    files += damaged_copies(files[:8] + real_files()[::5], tmp_path / "bad", seed=7)
+    prev: bytes | None = None
+    templated = 0
+    for f in files:
+        data = f.read_bytes()
+        outcomes = []
+        for template_from in (None, prev):
+            fastheader._TEMPLATE.last = None
+            if template_from is not None:
+                try:
+                    fastheader.read_fast(template_from)
+                except Exception:  # noqa: BLE001, S110 - a broken previous file leaves no template
+                    pass
+            try:
+                fh = fastheader.read_fast(data)
+                outcomes.append((fh.elements, fh.tags, fh.wholes, fh.pixel_pos))
+            except Exception as e:  # noqa: BLE001
+                outcomes.append((type(e).__name__,))
+        assert outcomes[0] == outcomes[1], f.name
+        templated += fastheader._TEMPLATE.last is not None and prev is not None
+        prev = data
+    assert templated > 100

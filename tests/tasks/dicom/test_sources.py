@@ -8,7 +8,14 @@ from pathlib import Path
 import fsspec
 import pytest
 
-from tasks.dicom.sources import DicomSource, DicomWebSource, FolderSource, FsspecSource, open_source, parse_multipart
+from tasks.dicom.sources import (
+    DicomSource,
+    DicomWebSource,
+    FolderSource,
+    FsspecSource,
+    open_source,
+    parse_multipart,
+)
 from tests.tasks.dicom.conftest import write_series
 
 

@@ -3,6 +3,9 @@
 -- Observed risk is the complete-case proportion at the horizon: events within the horizon over persons
 -- with an event within it or followed event-free to it (persons censored earlier are left out and
 -- counted in n_censored_early). It is a descriptive check, not a substitute for the calibration metrics.
+-- config: view
+-- A view, not a table: the deciles are computed at query time over every prediction joined to the cohort
+-- (millions of rows at scale); copy this SQL and add a where clause to restrict it (one site, one model).
 with scored as (
     select
         p.outcome,

@@ -1,0 +1,308 @@
+"""Accuracy of the latent-fragility extractors against synthetic ground truth.
+
+Two sources of truth:
+
+- phantoms rendered here from :mod:`synthetic.anatomy` / :mod:`synthetic.femur` / :mod:`synthetic.projection`
+  (CT with partial-volume integration over each voxel, lateral radiographs, DXA hip and spine images), with
+  the labeller's job done from the truth centres moved by a typical labeller error (4 mm along the spine,
+  12 mm posterior) so that the measurement itself is judged;
+- optionally a synthetic hospital archive (``--archive DIR`` written by ``osteolake synth``), run through the
+  whole path (DICOM -> volume -> ``find_vertebrae`` -> ``assess_ct``; ``extract_projection_series``) and
+  compared with ``DIR/truth``.
+
+Prints the targets (Genant exact agreement, sensitivity/specificity for grade >= 2, heights within 1.5 mm
+or 7%, hip geometry within 3%, texture AUC) and the time of the measurement relative to the labeller's, and
+ends with one line ``fragility_accuracy: key=value ...``.
+
+    .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthetic import ct as C
+from synthetic.anatomy import Anatomy, build_anatomy
+from synthetic.population import LEVELS, Patient, make_population
+from tasks.biomarkers.spine import VertebraLabel
+from tasks.dicom.volume import Volume
+
+
+def render_spine_ct(p: Patient, slice_mm: float = 2.5, pixel_mm: float = 0.78, seed: int = 1,
+                    fov_mm: float = 128.0, levels: tuple[str, str] | None = None, sub_mm: float = 0.4,
+                    ) -> tuple[Anatomy, Volume, dict[str, dict[str, Any]]]:
+    """CT of the spine region of ``p`` with partial volume: each voxel is the mean of sub-voxels <= ``sub_mm``.
+
+    ``levels`` = (top, bottom) limits the slices to those levels (+/- 12 mm). Returns the anatomy, the
+    canonical :class:`Volume` and the truth rows (``synthetic.ct.vertebra_truth``) by level.
+    """
+    anat = build_anatomy(p)
+    l3 = anat.vertebra("L3")
+    nxy = max(1, int(np.ceil(pixel_mm / sub_mm)))
+    nz = max(1, int(np.ceil(slice_mm / sub_mm)))
+    n = int(round(fov_mm / pixel_mm))
+    fov = n * pixel_mm
+    kw: dict[str, Any] = {}
+    if levels is not None:
+        kw = {"z_end": anat.vertebra(levels[0]).z_max + 12.0, "z_start": anat.vertebra(levels[1]).z_min - 12.0}
+    params = C.default_params(anat, fov_mm=fov, pixel_mm=pixel_mm, slice_mm=slice_mm, center_x=0.0,
+                              center_y=float(l3.yc + 15.0), **kw)
+    fine = replace(params, pixel_mm=pixel_mm / nxy, fov_mm=fov)
+    table = C.hu_table(p, p.baseline, params.kvp, params.contrast, params.trab_contrast_hu)
+    zs = params.positions()[::-1]
+    offs = (np.arange(nz) + 0.5) / nz * slice_mm - slice_mm / 2
+    acc = np.zeros((len(zs), n, n), np.float32)
+    for o in offs:
+        planes = C.render_clean(anat, table, fine, zs + o, thickness=0.1)
+        acc += planes.reshape(len(zs), n, nxy, n, nxy).mean(axis=(2, 4))
+    img = C.blur_and_noise(acc / len(offs), params, np.random.default_rng([seed, p.index]))
+    x, y = C.grid(params)
+    vol = Volume(hu=img.astype(np.float32), spacing_mm=(slice_mm, params.spacing, params.spacing),
+                 origin_mm=(float(x[0]), float(y[0]), float(zs[0])), slice_z_mm=zs, series_instance_uid=f"ph.{p.index}")
+    covered = C.covered_levels(anat, float(zs.min()), float(zs.max()))
+    truth = {r["level"]: r for r in C.vertebra_truth(p, anat, p.baseline, params, covered)}
+    return anat, vol, truth
+
+
+def labels_from_truth(anat: Anatomy, vol: Volume, dz: float = 4.0, dy: float = 12.0) -> list[VertebraLabel]:
+    """Labeller output made from the truth centres, moved by ``dz`` (cranially) and ``dy`` (posteriorly)."""
+    out = []
+    for v in anat.vertebrae:
+        if not (vol.slice_z_mm[0] < v.zc < vol.slice_z_mm[-1]):
+            continue
+        k = float(np.interp(v.zc + dz, vol.slice_z_mm, np.arange(len(vol.slice_z_mm))))
+        i = (v.yc + dy - vol.origin_mm[1]) / vol.spacing_mm[1]
+        j = (0.0 - vol.origin_mm[0]) / vol.spacing_mm[2]
+        out.append(VertebraLabel(v.level, (k, i, j), (0.0, v.yc + dy, v.zc + dz), (int(k) - 2, int(k) + 2),
+                                 (0, 0, 0, 0, 0, 0), None, 15.0, confidence=1.0))
+    return sorted(out, key=lambda lab: -lab.centre_mm[2])
+
+
+@dataclass
+class Score:
+    """Agreement of measured with true vertebrae."""
+
+    n: int = 0
+    missing: int = 0
+    exact: int = 0
+    tp: int = 0
+    fn: int = 0
+    fp: int = 0
+    tn: int = 0
+    heights_ok: int = 0
+    heights_n: int = 0
+
+    def add(self, got: Any, true: dict[str, Any]) -> None:
+        if got is None or got.genant_grade is None:
+            self.missing += 1
+            return
+        self.n += 1
+        g, t = int(got.genant_grade), int(true["genant_grade"])
+        self.exact += g == t
+        self.tp += g >= 2 and t >= 2
+        self.fn += g < 2 <= t
+        self.fp += g >= 2 > t
+        self.tn += g < 2 and t < 2
+        for k in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm"):
+            m, tv = getattr(got, k), float(true[k])
+            self.heights_n += 1
+            self.heights_ok += m is not None and (abs(m - tv) <= 1.5 or abs(m - tv) <= 0.07 * tv)
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "n": self.n, "missing": self.missing, "exact": self.exact / max(self.n, 1),
+            "sens": self.tp / max(self.tp + self.fn, 1), "spec": self.tn / max(self.tn + self.fp, 1),
+            "n_pos": self.tp + self.fn, "heights": self.heights_ok / max(self.heights_n, 1),
+        }
+
+
+def bench_ct(patients: list[Patient], slice_mm: float, pixel_mm: float) -> tuple[dict[str, float], float]:
+    from tasks.biomarkers.spine import find_vertebrae
+    from tasks.biomarkers.vertebral_fracture import assess_ct
+
+    sc = Score()
+    t_assess = t_label = 0.0
+    for p in patients:
+        anat, vol, truth = render_spine_ct(p, slice_mm, pixel_mm)
+        t0 = time.perf_counter()
+        find_vertebrae(vol)  # baseline: the labeller's time on the same volume
+        t1 = time.perf_counter()
+        res = {a.level: a for a in assess_ct(vol, labels_from_truth(anat, vol))}
+        t2 = time.perf_counter()
+        t_label += t1 - t0
+        t_assess += t2 - t1
+        for level, tr in truth.items():
+            sc.add(res.get(level), tr)
+    return sc.summary(), t_assess / max(t_label, 1e-9)
+
+
+def render_lateral(p: Patient, pix: float = 1.0, seed: int = 0) -> tuple[Anatomy, np.ndarray, np.ndarray]:
+    """Linearised lateral spine radiograph like ``synthetic.projection.write_dx_study`` (rows head first)."""
+    from synthetic.projection import lateral_projection
+
+    anat = build_anatomy(p)
+    rng = np.random.default_rng([seed, p.index])
+    z_top = anat.vertebra("T10").z_max + float(rng.uniform(15, 40))
+    z_bot = anat.z_s1 - float(rng.uniform(40, 70))
+    zs = z_top - pix * np.arange(int((z_top - z_bot) / pix))
+    y = anat.vertebra("L3").yc - 170.0 + pix * np.arange(int(300.0 / pix))
+    table = C.hu_table(p, p.baseline, 80, "none", 0.0)
+    img = 4095.0 * (1.0 - np.exp(-lateral_projection(anat, table, y, zs) / 2.5)) + rng.normal(0, 20, (len(zs), len(y)))
+    img = np.clip(np.rint(img), 0, 4095)
+    return anat, -np.log(np.clip(1.0 - img / 4096.0, 1e-4, None)), zs
+
+
+def bench_dx(patients: list[Patient], pix: float) -> dict[str, float]:
+    from tasks.biomarkers.projection import assess_lateral_spine
+
+    sc = Score()
+    for p in patients:
+        anat, lin, zs = render_lateral(p, pix)
+        res = {a.level: a for a in assess_lateral_spine(lin, pix)[0]}
+        for level in LEVELS:
+            v = anat.vertebra(level)
+            if v.z_max > zs[0] or v.z_min < zs[-1]:
+                continue
+            ha, hm, hp = v.heights()
+            sc.add(res.get(level), {"genant_grade": v.grade, "height_anterior_mm": ha, "height_middle_mm": hm,
+                                    "height_posterior_mm": hp})
+    return sc.summary()
+
+
+def bench_hip(patients: list[Patient], pix: float = 0.5) -> dict[str, float]:
+    from synthetic.femur import femur_for, render_hip
+    from tasks.biomarkers.hip_geometry import measure_hip
+
+    worst = {"fnw": 0.0, "hal": 0.0, "nsa": 0.0}
+    ok = 0
+    for p in patients:
+        f = femur_for(p)
+        img, _ = render_hip(f, p, p.baseline, pix)
+        img = img + np.random.default_rng(p.index).normal(0.0, 8.0, img.shape)
+        h = measure_hip(img, pix)[0]
+        t = f.truth()
+        errs = {
+            "fnw": abs(h.femoral_neck_width_mm / t["femoral_neck_width_mm"] - 1) if h.femoral_neck_width_mm else 1.0,
+            "hal": abs(h.hip_axis_length_mm / t["hip_axis_length_mm"] - 1) if h.hip_axis_length_mm else 1.0,
+            "nsa": abs(h.neck_shaft_angle_deg / t["neck_shaft_angle_deg"] - 1) if h.neck_shaft_angle_deg else 1.0,
+        }
+        ok += all(e <= 0.03 for e in errs.values())
+        worst = {k: max(worst[k], errs[k]) for k in worst}
+    return {"within3pct": ok / max(len(patients), 1), **{f"max_{k}_pct": 100 * v for k, v in worst.items()}}
+
+
+def render_dxa_spine(p: Patient, degraded: bool, pix: float = 0.5, seed: int = 0) -> np.ndarray:
+    """AP DXA spine image like ``synthetic.projection.write_dxa_study`` with a chosen microarchitecture."""
+    from synthetic.projection import fbm_texture, spine_abmd
+
+    anat = build_anatomy(p)
+    rng = np.random.default_rng([seed, p.index, 7])
+    x = np.arange(-60.0, 60.0, pix) + pix / 2
+    l1, l4 = anat.vertebra("L1"), anat.vertebra("L4")
+    zs = (l1.z_max + 35.0) - pix * np.arange(int((l1.z_max - l4.z_min + 70.0) / pix))
+    hurst = float(rng.uniform(0.52, 0.6) if degraded else rng.uniform(0.68, 0.75))
+    tex = fbm_texture(rng, (len(zs), len(x)), hurst)
+    img, _ = spine_abmd(anat, p, p.baseline, x, zs, tex, 0.12)
+    return np.clip(np.rint(img + rng.normal(0.0, 4.0, img.shape)), 0, 65535)
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    a = np.asarray(pos)[:, None]
+    b = np.asarray(neg)[None, :]
+    return float(np.mean((a > b) + 0.5 * (a == b)))
+
+
+def bench_texture(patients: list[Patient], pix: float = 0.5) -> dict[str, float]:
+    from tasks.biomarkers.projection import dxa_spine_tbs
+
+    normal, degraded = [], []
+    for i, p in enumerate(patients):
+        deg = i % 2 == 1
+        v, _, _ = dxa_spine_tbs(render_dxa_spine(p, deg, pix), pix)
+        (degraded if deg else normal).append(float(v) if v is not None else float("nan"))
+    return {"auc": auc(normal, degraded), "n": len(patients)}
+
+
+def bench_archive(root: Path) -> dict[str, Any]:
+    """Whole path on a synthetic hospital archive: CT axial and DX series against DIR/truth."""
+    import polars as pl
+
+    from tasks.biomarkers.projection import extract_projection_series
+    from tasks.biomarkers.spine import find_vertebrae
+    from tasks.biomarkers.vertebral_fracture import assess_ct
+    from tasks.dicom.volume import load_best_ct_volume
+
+    series = pl.read_parquet(root / "truth" / "series.parquet")
+    vt = pl.read_parquet(root / "truth" / "vertebrae.parquet")
+    out: dict[str, Any] = {}
+    for kinds, name in ((("ct_axial_thin",), "ct_thin"), (("ct_axial_thick",), "ct_thick"),
+                        (("dx_lateral_spine",), "dx")):
+        sc = Score()
+        failed = 0
+        for row in series.filter(pl.col("kind").is_in(list(kinds))).iter_rows(named=True):
+            folder = root / "archive" / row["folder"]
+            truth = {r["level"]: r for r in vt.filter(pl.col("series_instance_uid") == row["series_instance_uid"])
+                     .iter_rows(named=True)}
+            try:
+                if name == "dx":
+                    got = {a.level: a for a in extract_projection_series(folder).vertebrae}
+                else:
+                    vol, _ = load_best_ct_volume(folder)
+                    got = {a.level: a for a in assess_ct(vol, find_vertebrae(vol))}
+            except Exception as e:  # noqa: BLE001 - a bench counts failures, it does not stop
+                failed += 1
+                print(f"  {name} {row['series_instance_uid']}: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            for level, tr in truth.items():
+                sc.add(got.get(level), tr)
+        out[name] = {**sc.summary(), "failed": failed}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--patients", type=int, default=10, help="patients with a prevalent fracture per modality")
+    ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--archive", type=Path, default=None, help="synthetic hospital folder (osteolake synth)")
+    args = ap.parse_args(argv)
+    pop = make_population(40 * args.patients, args.seed)
+    frac = [p for p in pop if p.fractures][: args.patients]
+    anyone = pop[: max(2 * args.patients, 10)]
+    ct, ratio = bench_ct(frac, 2.5, 0.78)
+    ct5, _ = bench_ct(frac[: max(3, args.patients // 2)], 5.0, 1.5)
+    dx = bench_dx(frac, 1.0)
+    hip = bench_hip(anyone)
+    tex = bench_texture(anyone)
+    print(f"CT 2.5 mm / 0.78 mm: {ct}")
+    print(f"CT 5 mm / 1.5 mm:    {ct5}")
+    print(f"DX 1.0 mm:           {dx}")
+    print(f"hip (DXA 0.5 mm):    {hip}")
+    print(f"texture (DXA spine): {tex}")
+    arch: dict[str, Any] = {}
+    if args.archive is not None:
+        arch = bench_archive(args.archive)
+        for k, v in arch.items():
+            print(f"archive {k}: {v}")
+    fields = {
+        "ct_exact": ct["exact"], "ct_sens": ct["sens"], "ct_spec": ct["spec"], "ct_heights": ct["heights"],
+        "ct5_exact": ct5["exact"], "ct5_heights": ct5["heights"], "dx_exact": dx["exact"], "dx_sens": dx["sens"],
+        "dx_spec": dx["spec"], "dx_heights": dx["heights"], "hip_within3pct": hip["within3pct"],
+        "tbs_auc": tex["auc"], "assess_vs_label_time": ratio,
+    }
+    for k, v in arch.items():
+        fields[f"archive_{k}_exact"] = v["exact"]
+        fields[f"archive_{k}_heights"] = v["heights"]
+    print("fragility_accuracy: " + " ".join(f"{k}={v:.3f}" for k, v in fields.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,142 @@
+"""Projection images end to end: DICOM files of a lateral spine radiograph, a DXA hip and a DXA spine
+(rendered from the synthetic anatomy) and a real DX thorax the project did not make."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from bench.fragility_accuracy import auc, render_dxa_spine, render_lateral
+from schemas.registry import get_table
+from synthetic.femur import femur_for, render_hip
+from synthetic.population import make_population
+from tasks.biomarkers.projection import classify, dxa_spine_tbs, extract_projection_series
+
+REAL_DX = Path("/work/shared/real-dicom/highdicom-dx")
+
+
+def write_image(path: Path, img: np.ndarray, *, modality: str, part: str, desc: str, pix: float,
+                bits: int = 16, **extra: object) -> Path:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.Modality, ds.BodyPartExamined, ds.SeriesDescription = modality, part, desc
+    for k, v in extra.items():
+        setattr(ds, k, v)
+    ds.PixelSpacing = [f"{pix:.4f}", f"{pix:.4f}"]
+    ds.Rows, ds.Columns = img.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, bits, bits - 1, 0
+    ds.PixelData = np.clip(np.rint(img), 0, 2**bits - 1).astype(np.uint16).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_dxa_hip_file(tmp_path: Path) -> None:
+    p = make_population(3, 5)[2]
+    f = femur_for(p)
+    img, _ = render_hip(f, p, p.baseline, 0.5)
+    write_image(tmp_path / "hip" / "a", img + 20.0, modality="BMD", part="HIP", desc="DXA LEFT HIP", pix=0.5)
+    res = extract_projection_series(tmp_path / "hip")
+    assert res.kind == "dxa_hip" and res.status == "ok"
+    h = res.hips[0]
+    assert h.side == "left" and "side_assumed" not in h.flags
+    assert h.neck_shaft_angle_deg == pytest.approx(f.nsa_deg, rel=0.03)
+    t = res.tables()
+    assert t["hip_geometry"].num_rows == 1
+    assert t["hip_geometry"].schema == get_table("hip_geometry").arrow_schema()
+    assert json.loads(json.dumps(res.to_json()))["hip_geometry"][0]["side"] == "left"
+
+
+def test_dxa_spine_files_rank_microarchitecture(tmp_path: Path) -> None:
+    pats = make_population(20, 31)
+    normal, degraded = [], []
+    for i, p in enumerate(pats):
+        deg = i % 2 == 1
+        folder = tmp_path / f"s{i}"
+        write_image(folder / "x.dcm", render_dxa_spine(p, deg), modality="BMD", part="LSPINE",
+                    desc="DXA AP SPINE L1-L4", pix=0.5)
+        res = extract_projection_series(folder)
+        assert res.kind == "dxa_spine" and res.tbs is not None
+        (degraded if deg else normal).append(res.tbs)
+    # target 0.9; measured 0.84-0.92 on samples of 16-60 phantoms (bench/fragility_accuracy.py), so the test
+    # holds the ranking to 0.8
+    assert auc(normal, degraded) >= 0.8
+    t = res.tables()["texture"]
+    assert t.num_rows == 1 and t.column("region").to_pylist() == ["L1-L4"]
+
+
+def test_dxa_spine_too_coarse() -> None:
+    img = np.zeros((40, 40))
+    assert dxa_spine_tbs(img, 1.0)[2] == ["no_bone_found"]
+
+
+def test_lateral_spine_file_is_found_and_graded(tmp_path: Path) -> None:
+    p = [q for q in make_population(40, 7) if q.fractures][0]
+    anat, lin, _ = render_lateral(p, 1.0)
+    img = 4096.0 * (1.0 - np.exp(-lin))
+    write_image(tmp_path / "dx" / "img", img, modality="DX", part="LSPINE", desc="L-SPINE LAT", pix=1.0,
+                bits=12, ViewPosition="LL", PatientOrientation=["P", "F"])
+    res = extract_projection_series(tmp_path / "dx")
+    assert res.kind == "dx_lateral_spine" and res.status == "ok"
+    assert len(res.vertebrae) >= 5
+    assert "levels_counted_from_lowest_disc" in res.flags
+    js = res.to_json()
+    for key in ("height_anterior_mm", "height_middle_mm", "height_posterior_mm", "genant_grade", "deformity"):
+        assert key in js["vertebrae"][0]
+    assert res.tables()["vertebral_fractures"].num_rows == len(res.vertebrae)
+
+
+@pytest.mark.xfail(strict=True, reason="lateral radiograph grading is below target: body detection and the "
+                   "posterior wall next to the pedicles are not yet reliable (see bench/fragility_accuracy.py)")
+def test_lateral_spine_accuracy_target() -> None:
+    from bench.fragility_accuracy import bench_dx
+
+    pats = [q for q in make_population(120, 7) if q.fractures][:4]
+    s = bench_dx(pats, 1.0)
+    assert s["exact"] >= 0.9 and s["heights"] >= 0.8
+
+
+def test_classify_headers() -> None:
+    def ds(**kw: str) -> Dataset:
+        d = Dataset()
+        for k, v in kw.items():
+            setattr(d, k, v)
+        return d
+
+    assert classify(ds(Modality="DX", BodyPartExamined="LSPINE", ViewPosition="LL")) == "dx_lateral_spine"
+    assert classify(ds(Modality="CR", SeriesDescription="L-SPINE LAT")) == "dx_lateral_spine"
+    assert classify(ds(Modality="DX", BodyPartExamined="LSPINE", ViewPosition="AP")) == "unsupported"
+    assert classify(ds(Modality="BMD", BodyPartExamined="HIP")) == "dxa_hip"
+    assert classify(ds(Modality="OT", SeriesDescription="DXA AP SPINE L1-L4")) == "dxa_spine"
+    assert classify(ds(Modality="CT")) == "unsupported"
+
+
+@pytest.mark.skipif(not REAL_DX.exists(), reason="shared real DICOM files not present")
+def test_real_dx_thorax_is_skipped_with_a_flag() -> None:
+    res = extract_projection_series(REAL_DX)
+    assert res.kind == "unsupported" and res.status == "skipped"
+    assert "not_a_lateral_spine_or_dxa_image" in res.flags
+    assert res.pixel_mm == pytest.approx(1.2)
+    assert res.vertebrae == [] and res.tables()["vertebral_fractures"].num_rows == 0
+    json.dumps(res.to_json())
+    # forced through the lateral-spine path anyway (a CANINE LATERAL THORAX): no crash, no invented levels
+    from tasks.biomarkers.projection import assess_lateral_spine, linearise
+
+    ds = pydicom.dcmread(next(REAL_DX.iterdir()))
+    arr = ds.pixel_array.astype(float)
+    arr = arr.max() - arr  # MONOCHROME1
+    verts, flags = assess_lateral_spine(linearise(arr, ds), 1.2)
+    assert isinstance(flags, list)
+    assert all(v.level in ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5") for v in verts)
