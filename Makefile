@@ -23,8 +23,8 @@ setup: $(STAMP)
 demo: setup
 	rm -rf $(DEMO)/hospital $(DEMO)/warehouse
 	$(BIN)/osteolake synth --patients $(PATIENTS) --seed 7 --out $(DEMO)/hospital
-	$(BIN)/osteolake refresh --archive $(DEMO)/hospital/archive --omop $(DEMO)/hospital/omop \
-		--warehouse $(DEMO)/warehouse --demo-key
+	OSTEOLAKE_ISSUER=OSTEOLAKE-GENERAL $(BIN)/osteolake refresh --archive $(DEMO)/hospital/archive \
+		--omop $(DEMO)/hospital/omop --warehouse $(DEMO)/warehouse --demo-key
 	$(BIN)/python -m flows.demo_queries --warehouse $(DEMO)/warehouse
 
 test: setup

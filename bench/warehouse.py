@@ -14,8 +14,7 @@ PostgreSQL loaded by ``COPY`` with the same rows: the materialised marts the exa
 query time from base tables, those base tables (``predictions`` and ``cohort`` for the risk deciles,
 ``dq_results`` and ``run_summaries`` for the data-quality failures), with the view's SQL translated to
 PostgreSQL's dialect below (same semantics). Prints the median per query and the ratio PostgreSQL /
-DuckDB, and ends with one line ``warehouse: key=value ...``. Run it niced on a shared machine; at the
-default 1M persons it needs about 6 GB of disk in the temp folder.
+DuckDB, and ends with one line ``warehouse: key=value ...``. Run it niced on a shared machine.
 """
 
 from __future__ import annotations

@@ -89,6 +89,9 @@ def render_markdown(tables: Iterable[Table] | None = None) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Write the dictionary to ``argv[0]`` (default ``docs/data_dictionary.md``)."""
     args = sys.argv[1:] if argv is None else argv
+    if args and args[0].startswith("-"):
+        print("usage: python -m schemas.dictionary [OUT.md]  (default: docs/data_dictionary.md)")
+        return 0 if args[0] in ("-h", "--help") else 2
     path = Path(args[0]) if args else DEFAULT_PATH
     path.write_text(render_markdown())
     print(f"wrote {path}")

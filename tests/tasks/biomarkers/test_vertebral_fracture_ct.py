@@ -20,17 +20,15 @@ def fractured() -> list:
 
 
 def test_ct_phantoms_meet_targets(fractured: list) -> None:
+    # whole columns T10-S1 of patients with a prevalent fracture (a realistic mix: most levels normal)
     sc = Score()
-    for p in fractured:
-        levels = sorted({f.level for f in p.fractures}, key=lambda lv: ("T10 T11 T12 L1 L2 L3 L4 L5".split()).index(lv))
-        top = {"T10": "T10", "T11": "T10", "T12": "T11"}.get(levels[0], "T12")
-        bottom = {"L5": "L5", "L4": "L5", "L3": "L4"}.get(levels[-1], "L3")
-        anat, vol, truth = render_spine_ct(p, 2.5, 0.78, levels=(top, bottom))
+    for p in fractured[:3]:
+        anat, vol, truth = render_spine_ct(p, 2.5, 0.78)
         got = {a.level: a for a in assess_ct(vol, labels_from_truth(anat, vol))}
         for level, tr in truth.items():
             sc.add(got.get(level), tr)
     s = sc.summary()
-    assert s["n"] >= 15 and s["missing"] <= 1
+    assert s["n"] >= 20 and s["missing"] <= 1
     assert s["exact"] >= 0.9
     assert s["sens"] >= 0.95 and s["spec"] >= 0.95 and s["n_pos"] >= 2
     assert s["heights"] >= 0.9  # heights within 1.5 mm or 7%
