@@ -280,7 +280,9 @@ class Warehouse:
         cid = self.current_id()
         kept = {s.id for s in snaps[-self.keep:]} | ({cid} if cid else set())
         dropped = [s.id for s in snaps if s.id not in kept]
+        candidates: set[str] = set()
         for sid in dropped:
+            candidates.update(self.manifest(sid).get("files") or [])
             self._manifest_path(sid).unlink(missing_ok=True)
         referenced: set[str] = set()
         tracks_files = True
@@ -291,7 +293,7 @@ class Warehouse:
             if manifest.get("files") is None:
                 tracks_files = False
             referenced.update(manifest.get("files") or [])
-        retention.collect(self.root, referenced, include_files=tracks_files)
+        retention.collect(self.root, referenced, candidates=candidates, include_files=tracks_files)
         return dropped
 
     def _referenced(self) -> set[str]:

@@ -6,8 +6,9 @@ builder holds a *lease*: ``WH/pending/<token>.lease``, a JSON header line (run i
 followed by one path per line, each line written (and flushed) *before* the file it names. The lease is
 removed when the builder publishes or aborts.
 
-:func:`collect` (run by every publish, under the warehouse's lock) deletes every file under ``WH/data``
-and ``WH/files`` that no kept manifest references and no live lease names. It lists the files *before*
+:func:`collect` (run by every publish, under the warehouse's lock) deletes every file under ``WH/data``,
+and every file under ``WH/files`` that a pruned manifest or a stale lease names, that no kept manifest
+references and no live lease names. It lists the files *before*
 reading the leases, so a file that exists when listed has its lease line already on disk.
 
 A lease is live while its process runs (same host, pid alive), or, for a lease written on another host
@@ -83,7 +84,13 @@ def _pid_alive(pid: int) -> bool:
 
 def live_paths(root: Path, remote_grace_s: float = REMOTE_GRACE_S, *, drop_stale: bool = True) -> set[str]:
     """Paths named by live leases; stale leases are deleted when ``drop_stale`` (caller holds the lock)."""
+    return _leases(root, remote_grace_s, drop_stale)[0]
+
+
+def _leases(root: Path, remote_grace_s: float, drop_stale: bool) -> tuple[set[str], set[str]]:
+    """``(paths of live leases, paths of stale leases)``."""
     out: set[str] = set()
+    stale: set[str] = set()
     host = socket.gethostname()
     for lease in sorted((root / _LEASES).glob("*.lease")):
         try:
@@ -101,12 +108,14 @@ def live_paths(root: Path, remote_grace_s: float = REMOTE_GRACE_S, *, drop_stale
             live = age < remote_grace_s
         if live or not lines:  # an empty lease is being created right now
             out.update(line for line in lines[1:] if line)
-        elif drop_stale:
-            lease.unlink(missing_ok=True)
-    return out
+        else:
+            stale.update(line for line in lines[1:] if line)
+            if drop_stale:
+                lease.unlink(missing_ok=True)
+    return out, stale
 
 
-def _listed(root: Path, top: str) -> list[str]:
+def _listed(root: Path, top: str) -> list[str]:  # only WH/data: see collect
     base = root / top
     if not base.is_dir():
         return []
@@ -117,11 +126,16 @@ def collect(
     root: Path,
     referenced: set[str],
     *,
+    candidates: set[str] | None = None,
     include_files: bool = True,
     remote_grace_s: float = REMOTE_GRACE_S,
     tmp_grace_s: float = 3600.0,
 ) -> list[str]:
     """Delete lake files that no kept snapshot references and no live lease names.
+
+    Every file under ``WH/data`` is considered (one file per table and run: cheap to list). ``WH/files``
+    can hold a file per series (QC images), so it is not listed: the files considered there are
+    ``candidates`` (those of the manifests just pruned) and the paths of stale leases.
 
     Parameters
     ----------
@@ -129,6 +143,8 @@ def collect(
         The warehouse folder (the caller holds its exclusive lock).
     referenced
         Relative paths referenced by the kept manifests (data files and ``put_file`` files).
+    candidates
+        Paths under ``WH/files`` that the pruned manifests referenced.
     include_files
         Also collect under ``WH/files`` (off while a kept manifest predates ``put_file`` tracking).
     remote_grace_s
@@ -141,8 +157,10 @@ def collect(
     list of str
         The deleted paths, relative to ``root``.
     """
-    listed = _listed(root, "data") + (_listed(root, "files") if include_files else [])
-    live = live_paths(root, remote_grace_s)  # read after listing: see the module docstring
+    listed = _listed(root, "data")
+    live, stale = _leases(root, remote_grace_s, drop_stale=True)  # read after listing: see the docstring
+    if include_files:
+        listed += sorted(p for p in (set(candidates or ()) | stale) if p.startswith("files/"))
     now = time.time()
     deleted = []
     for rel in listed:
@@ -160,12 +178,14 @@ def collect(
     # drop folders under WH/files emptied above (QC folders per series), never one a live lease writes into
     keep_dirs = {(root / rel).parent for rel in live}
     base = root / "files"
-    if include_files and base.is_dir():
-        for d in sorted((p for p in base.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+    for d in sorted({(root / rel).parent for rel in deleted if rel.startswith("files/")},
+                    key=lambda p: len(p.parts), reverse=True):
+        while d != base and d.is_relative_to(base):
             if d in keep_dirs or any(k.is_relative_to(d) for k in keep_dirs):
-                continue
+                break
             try:
                 d.rmdir()
             except OSError:
-                pass
+                break
+            d = d.parent
     return deleted

@@ -131,11 +131,11 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
         hi = k
         while hi < len(p) - 1 and p[hi + 1] > floor + 0.1 * (peak - floor):
             hi += 1
-        j = np.arange(lo, hi + 1)
-        base = np.where(j < k, inner, np.where(j > k, floor, 0.5 * (inner + floor)))
+        jj = np.arange(lo, hi + 1)
+        base = np.where(jj < k, inner, np.where(jj > k, floor, 0.5 * (inner + floor)))
         w = np.clip(p[lo : hi + 1] - base, 0.0, None)
         if hi + 1 < len(p) and w.sum() > 0:
-            centre = float(np.sum(w * j) / w.sum())
+            centre = float(np.sum(w * jj) / w.sum())
             return float(idx[0] + step * (centre + half_layer))
     half = 0.5 * (peak + floor)
     for j in range(k, len(p) - 1):
@@ -230,8 +230,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     if np.any(h <= 2.0):
         return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, flags + ["implausible_heights"])
     # centre of the measured body in image mm (mid-height at mid-depth)
-    mid_s = 0.5 * (np.polyval(ct, 0.0) + np.polyval(cb, 0.0))
-    mid_t = (c_mid - m0) * STEP_MM
+    mid_s = 0.5 * float(np.polyval(ct, 0.0) + np.polyval(cb, 0.0))
+    mid_t = float((c_mid - m0) * STEP_MM)
     centre = (g.centre[0] + mid_s * g.axis[0] + mid_t * g.posterior[0],
               g.centre[1] + mid_s * g.axis[1] + mid_t * g.posterior[1])
     return HeightMeasurement(g.level, float(h[0]), float(h[1]), float(h[2]), depth, centre, n_ok, flags)

@@ -12,39 +12,9 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
-from flows.settings import Settings
+from tests.flows.helpers import refresh_settings
 
 pytestmark = pytest.mark.integration
-
-KEY = "e2e-test-pseudonym-key-0123456789"
-
-
-@pytest.fixture(scope="module")
-def hospital(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from synthetic.hospital import generate
-
-    out = tmp_path_factory.mktemp("hospital")
-    generate(out, patients=6, seed=11)
-    return out
-
-
-def _settings(hospital: Path, wh: Path) -> Settings:
-    from synthetic.population import ISSUER
-
-    return Settings(
-        warehouse=wh, archives=[str(hospital / "archive")], omop=str(hospital / "omop"), workers=2,
-        pseudonym_key=KEY, issuer=ISSUER, horizon_years=10.0,
-    )
-
-
-@pytest.fixture(scope="module")
-def refreshed(hospital: Path, tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> dict[str, Any]:
-    from flows.nightly_refresh import run_refresh
-
-    wh = tmp_path_factory.mktemp("wh")
-    summary = run_refresh(_settings(hospital, wh))
-    return {"wh": wh, "summary": summary}
-
 
 def test_refresh_publishes_a_queryable_snapshot(refreshed: dict[str, Any], tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +77,7 @@ def test_rerun_is_idempotent(refreshed: dict[str, Any], hospital: Path) -> None:
     before = {t: con.sql(f"select count(*) from {t}").fetchone()[0]
               for t in ("instances", "series", "vertebra_measurements", "cohort", "extraction_runs")}
     con.close()
-    summary = run_refresh(_settings(hospital, wh))
+    summary = run_refresh(refresh_settings(hospital, wh))
     assert summary.stages["ingest"].get("new", 0) == 0
     assert summary.stages["extract"]["planned"] == 0
     con = duckdb.connect(str(wh / "osteolake.duckdb"), read_only=True)
