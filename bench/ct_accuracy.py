@@ -1,8 +1,8 @@
 """Accuracy of the CT biomarker extractor against synthetic ground truth over >= 50 CT series.
 
 Series are drawn with the synthetic hospital's own scanner sampler (kVp 80-140, contrast phases, four
-vendors' kernels, pixels 0.7-3 mm, slices 1.25-5 mm, partial coverage, chest and abdomen ranges) and
-rendered with ``synthetic.ct``; the volume is built in memory (the DICOM path is covered by tests and
+vendors' kernels, pixels 0.66-3 mm (the "clinical" mix: most series 512x512), slices 1-5 mm, partial coverage, chest and abdomen ranges) and
+rendered with ``synthetic.ct`` (cached under ``.bench/ct_accuracy``); the volume is built in memory (the DICOM path is covered by tests and
 ``bench/ct_speed.py``).
 
 Prints: level accuracy, L1 trabecular HU MAE, median and 95th percentile relative errors of the muscle,
@@ -14,8 +14,10 @@ Run: ``.venv/bin/python bench/ct_accuracy.py [--series 50] [--seed 11]``.
 from __future__ import annotations
 
 import argparse
+import pickle
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,6 +30,10 @@ from tasks.biomarkers.extract import CTResult, measure_volume
 from tasks.dicom.volume import Volume
 
 
+CACHE = Path(__file__).resolve().parents[1] / ".bench" / "ct_accuracy"
+RENDER_VERSION = "r2"  # bump when synthetic.ct's image formation changes (invalidates the cache)
+
+
 @dataclass
 class Case:
     volume: Volume
@@ -36,12 +42,11 @@ class Case:
     params: C.CTParams
 
 
-def synthetic_case(p: Patient, study: Study, seed: int, *, thick: bool = False,
-                   override: dict[str, Any] | None = None) -> Case:
-    """Render one axial CT series of ``p`` in memory with its truth rows."""
+def _render(p: Patient, study: Study, seed: int, thick: bool, mix: str,
+            override: dict[str, Any] | None) -> Case:
     anat = build_anatomy(p)
     rng = np.random.default_rng([seed, p.index, study.index, 0xC1])
-    thin_p, thick_p = sample_ct_study(rng, anat, study, small=False)
+    thin_p, thick_p = sample_ct_study(rng, anat, study, small=False, mix=mix)
     params = thick_p if thick else thin_p
     if override:
         params = replace(params, **override)
@@ -49,11 +54,13 @@ def synthetic_case(p: Patient, study: Study, seed: int, *, thick: bool = False,
     zs = params.positions()
     clean = C.render_clean(anat, table, params, zs)
     img = C.blur_and_noise(clean, params, np.random.default_rng([seed, p.index, 0xC7]))
+    del clean
     x, y = C.grid(params)
     order = np.argsort(zs)
+    # Stored values are integers, as in DICOM: round and clip to air like the volume builder does.
+    hu = np.maximum(np.rint(img[order]), -1024.0).astype(np.float32)
     vol = Volume(
-        hu=np.ascontiguousarray(np.maximum(img[order], -1024.0), dtype=np.float32),
-        spacing_mm=(params.slice_mm, params.spacing, params.spacing),
+        hu=np.ascontiguousarray(hu), spacing_mm=(params.slice_mm, params.spacing, params.spacing),
         origin_mm=(float(x[0]), float(y[0]), float(zs[order][0])), slice_z_mm=zs[order].astype(float),
         series_instance_uid=f"synthetic-{seed}-{p.index}-{study.index}-{int(thick)}", kvp=float(params.kvp),
         contrast_agent=None if params.contrast == "none" else "IODINE",
@@ -62,6 +69,31 @@ def synthetic_case(p: Patient, study: Study, seed: int, *, thick: bool = False,
     vt = C.vertebra_truth(p, anat, study.study_date, params, levels)
     bt = [C.body_composition_truth(p, anat, params, lv) for lv in ("L1", "L3") if lv in levels]
     return Case(vol, vt, bt, params)
+
+
+def synthetic_case(p: Patient, study: Study, seed: int, *, thick: bool = False, mix: str = "clinical",
+                   override: dict[str, Any] | None = None, cache: bool = True) -> Case:
+    """Render one axial CT series of ``p`` in memory with its truth rows (cached under ``.bench/``)."""
+    key = f"{RENDER_VERSION}-{mix}-{seed}-{p.index}-{study.index}-{int(thick)}"
+    path = CACHE / f"{key}.pkl"
+    if cache and not override and path.exists():
+        with path.open("rb") as fh:
+            d = pickle.load(fh)
+        vol = d["volume"]
+        vol.hu = d["hu"].astype(np.float32)
+        return Case(vol, d["vertebrae"], d["body"], d["params"])
+    case = _render(p, study, seed, thick, mix, override)
+    if cache and not override:
+        CACHE.mkdir(parents=True, exist_ok=True)
+        hu = case.volume.hu
+        case.volume.hu = np.zeros((0, 0, 0), dtype=np.float32)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump({"volume": case.volume, "hu": hu.astype(np.int16), "vertebrae": case.vertebrae,
+                         "body": case.body, "params": case.params}, fh, protocol=5)
+        tmp.replace(path)
+        case.volume.hu = hu
+    return case
 
 
 def ct_cases(n: int, seed: int, *, override: dict[str, Any] | None = None) -> list[tuple[Patient, Study, bool]]:
@@ -122,11 +154,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--series", type=int, default=50)
     ap.add_argument("--seed", type=int, default=11)
+    ap.add_argument("--mix", default="clinical", choices=["clinical", "archive"])
     args = ap.parse_args()
     rows = []
     t_ext = 0.0
     for p, s, thick in ct_cases(args.series, args.seed):
-        case = synthetic_case(p, s, args.seed, thick=thick)
+        case = synthetic_case(p, s, args.seed, thick=thick, mix=args.mix)
         t0 = time.perf_counter()
         res = measure_volume(case.volume, with_qc=False, with_fracture=False)
         t_ext += time.perf_counter() - t0

@@ -12,8 +12,8 @@ under ``--cache``. Every ratio is measured in this run against a baseline measur
   header parse, promoted columns, DICOM JSON, Arrow);
 - ``scaling_1_to_2``: wall time of a whole ingest of the ``--files`` archive with a 1-worker LocalCluster
   divided by that with 2 workers (processes, one thread each);
-- ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a process that ingests ``--files`` / ``--big`` files
-  (in-process batches), each in a fresh subprocess.
+- ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a fresh process that ingests ``--files`` / ``--big``
+  files (in-process batches, not yet published); ``*_publish``: the same after the warehouse's publish.
 
 Ends with one line ``ingest: key=value ...``.
 """
@@ -118,20 +118,27 @@ def scaling(arch: Path) -> dict[str, float]:
     return out
 
 
-def memory(sources: list[Path]) -> float:
-    """Peak RSS (MB) of a fresh process that ingests ``sources`` in-process."""
+def memory(sources: list[Path]) -> tuple[float, float]:
+    """Peak RSS (MB) of a fresh process that ingests ``sources`` in-process: after the ingest (this
+    package's work) and after the warehouse's publish (which also rebuilds the DuckDB catalog)."""
     srcs = [str(s) for s in sources]
     code = (
         f"import resource, sys, tempfile; sys.path.insert(0, {str(ROOT)!r})\n"
-        "from flows.ingest_archive import ingest_archive_core\n"
+        "from flows.ingest_archive import run_ingest\n"
+        "from warehouse.lake import Warehouse\n"
+        "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "with tempfile.TemporaryDirectory() as wh:\n"
-        f"    r = ingest_archive_core({srcs!r}, wh, {KEY!r})\n"
-        "print(r['read'], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)\n"
+        "    b = Warehouse(wh).begin('bench')\n"
+        f"    r = run_ingest(b, {srcs!r}, {KEY!r})\n"
+        "    p1 = peak()\n"
+        "    b.publish({})\n"
+        "print(r['read'], p1, peak())\n"
     )
     res = subprocess.run([sys.executable, "-W", "ignore", "-c", code], capture_output=True, text=True, check=True)
-    read, peak = res.stdout.strip().splitlines()[-1].split()
-    print(f"  ingested {read} files, peak RSS {float(peak):.0f} MB", flush=True)
-    return float(peak)
+    read, p1, p2 = res.stdout.strip().splitlines()[-1].split()
+    print(f"  ingested {read} files: peak RSS {float(p1):.0f} MB (ingest), {float(p2):.0f} MB (after publish)",
+          flush=True)
+    return float(p1), float(p2)
 
 
 def main() -> None:
@@ -160,10 +167,10 @@ def main() -> None:
         print(f"dask: 1 worker {result['fps_1w']:.0f} files/s, 2 workers {result['fps_2w']:.0f} files/s -> "
               f"{result['scaling_1_to_2']:.2f}x", flush=True)
     if "memory" not in skip:
-        result["peak_mb_20k"] = memory([a])
+        result["peak_mb_20k"], result["peak_mb_20k_publish"] = memory([a])
         if b is not None:
             result["files_big"] = n_a + _count(b)
-            result["peak_mb_60k"] = memory([a, b])
+            result["peak_mb_60k"], result["peak_mb_60k_publish"] = memory([a, b])
     print("ingest: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 
 

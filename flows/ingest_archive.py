@@ -35,6 +35,7 @@ from tasks.dicom.sources import DicomSource, SourceFile, open_source
 from warehouse.lake import SnapshotBuilder, Warehouse
 
 Progress = Callable[[int, int], None]
+FLUSH_ROWS = 100_000  # manifest/quarantine/duplicates rows held before they are written (about 25 MB)
 
 
 @dataclass
@@ -157,8 +158,10 @@ def run_ingest(
     known = {sop: (p, h) for p, h, sop, st in
              zip(m["path"], m["content_hash"], m["sop_instance_uid"], m["status"], strict=True) if st == "indexed"}
     reasons: Counter[str] = Counter()
-    new_manifest, new_quarantine, new_duplicates, narrow = [], [], [], []
+    narrow: list[pa.Table] = []
+    small: dict[str, list[pa.Table]] = {"manifest": [], "quarantine": [], "duplicates": []}
     reread: set[str] = set()
+    changed: set[str] = set()
     dropped = False  # an indexed file changed: its old instance row was removed
     kw = {"key": key, "default_issuer": issuer, "fast": fast}
     for source in srcs:
@@ -170,6 +173,7 @@ def run_ingest(
         if not diff.to_read:
             continue
         reread |= {sf.path for sf in diff.to_read}
+        changed |= diff.changed_paths
         if diff.changed_paths:  # a changed file that was indexed: drop its old instance row first
             old_sops = {sop for sop, (p, _) in known.items() if p in diff.changed_paths}
             changed_indexed = {known[s][0] for s in old_sops}
@@ -184,9 +188,13 @@ def run_ingest(
             res = resolve_batch(result, known, builder.run_id)
             builder.append("instances", res.instances)
             narrow.append(res.instances.select(list(NARROW_COLUMNS)))
-            new_manifest.append(res.manifest)
-            new_quarantine.append(res.quarantine)
-            new_duplicates.append(res.duplicates)
+            # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
+            for name, rows in (("manifest", res.manifest), ("quarantine", res.quarantine),
+                               ("duplicates", res.duplicates)):
+                small[name].append(rows)
+                if sum(t.num_rows for t in small[name]) >= FLUSH_ROWS:
+                    builder.append(name, pa.concat_tables(small.pop(name)))
+                    small[name] = []
             for r in res.quarantine.column("reason").to_pylist():
                 reasons[r] += 1
             summary.read += len(result.listed)
@@ -199,12 +207,15 @@ def run_ingest(
             if on_batch:
                 on_batch(i)
     summary.quarantined = dict(sorted(reasons.items()))
-    if reread:
-        for name, parts in (("manifest", new_manifest), ("quarantine", new_quarantine),
-                            ("duplicates", new_duplicates)):
-            kept = _without_paths(builder.read(name), reread)
-            table = pa.concat_tables([kept, *parts]).sort_by("path")
-            builder.replace(name, table)
+    for name, parts in small.items():
+        if parts:
+            builder.append(name, pa.concat_tables(parts))
+    if changed:  # the previous rows of re-read files are superseded by this run's
+        for name in ("manifest", "quarantine", "duplicates"):
+            table = builder.read(name)
+            old = pc.and_(pc.is_in(table.column("path"), value_set=pa.array(sorted(changed), pa.string())),
+                          pc.not_equal(table.column("run_id"), builder.run_id))
+            builder.replace(name, table.filter(pc.fill_null(pc.invert(old), True)).sort_by("path"))
     if summary.indexed or dropped:
         # Series of new instances need every instance of the series. This run's rows are kept narrow in
         # memory; the parent snapshot's are read (whole, then narrowed: the lake API reads whole tables).

@@ -133,8 +133,8 @@ def run_refresh(
     with summary.stage("publish") as c:
         if summary.blocked_by:
             say("publish: BLOCKED by critical data-quality failures; the previous snapshot stays current")
-            # Nothing to undo: the run's data files are referenced by no snapshot and are pruned later.
-            c.update(published=False)
+            removed = builder.abort()  # the run's unpublished data files go now; nothing else changes
+            c.update(published=False, files_removed=len(removed))
         else:
             info = builder.publish({"run_id": summary.run_id, "stages": summary.stages})
             summary.published_snapshot = info.id

@@ -81,8 +81,29 @@ def _choice(rng: np.random.Generator, values: list, p: list[float]) -> object:
     return values[int(rng.choice(len(values), p=np.asarray(p) / sum(p)))]
 
 
-def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small: bool) -> tuple[CTParams, CTParams]:
-    """Scanner parameters of the thin and thick axial reconstructions of one CT study."""
+# In-plane pixel classes: 0.0 means a 512 matrix over the FOV (0.66-0.98 mm, the clinical norm); the
+# others are coarser reconstructions/exports. "clinical" is what abdominal CT archives hold (most series
+# 512x512); "archive" is the demo's mix, weighted to coarse pixels to keep ~200 patients near 2 GB
+# (a 512x512 study writes ~90 MB, a 2.5 mm-pixel one ~9 MB). See synthetic/README.md.
+PIXEL_MIX: dict[str, tuple[list[float], list[float]]] = {
+    "clinical": ([0.0, 1.5, 2.0, 2.5, 3.0], [0.70, 0.10, 0.08, 0.07, 0.05]),
+    "archive": ([0.0, 1.5, 2.0, 2.5, 3.0], [0.02, 0.05, 0.20, 0.33, 0.40]),
+}
+THIN_MIX: dict[str, tuple[list[float], list[float]]] = {
+    "clinical": ([1.0, 1.25, 2.0, 2.5], [0.15, 0.20, 0.25, 0.40]),
+    "archive": ([1.25, 2.0, 2.5], [0.05, 0.15, 0.80]),
+}
+
+
+def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small: bool,
+                    mix: str = "archive") -> tuple[CTParams, CTParams]:
+    """Scanner parameters of the thin and thick axial reconstructions of one CT study.
+
+    ``mix`` picks the pixel/slice mix: ``"archive"`` (the demo hospital, size-limited) or ``"clinical"``
+    (most series 512x512, 1-2.5 mm thin slices; used by the accuracy bench).
+    """
+    if mix not in PIXEL_MIX:
+        raise ValueError(f"mix must be one of {sorted(PIXEL_MIX)}, got {mix!r}")
     kvp = int(_choice(rng, [80, 100, 120, 140], [0.1, 0.25, 0.5, 0.15]))  # type: ignore[call-overload]
     contrast = str(_choice(rng, ["none", "arterial", "portal_venous"], [0.45, 0.1, 0.45]))
     trab = {"none": 0.0, "arterial": float(rng.uniform(3, 8)), "portal_venous": float(rng.uniform(10, 25))}[contrast]
@@ -92,9 +113,11 @@ def sample_ct_study(rng: np.random.Generator, anat: Anatomy, study: Study, small
     if small:
         pixel, thin = fov / 48.0, float(_choice(rng, [2.0, 2.5], [0.5, 0.5]))  # type: ignore[arg-type]
     else:
-        pixel = float(_choice(rng, [0.7, 1.5, 2.0, 2.5, 3.0], [0.012, 0.035, 0.15, 0.33, 0.473]))  # type: ignore[arg-type]
+        pixel = float(_choice(rng, *PIXEL_MIX[mix]))  # type: ignore[arg-type]
         pixel = max(pixel, fov / 512.0)
-        thin = float(_choice(rng, [1.25, 2.0, 2.5], [0.05, 0.15, 0.8]) if pixel > 1.0 else 2.5)  # type: ignore[arg-type]
+        thin = float(_choice(rng, *THIN_MIX[mix]))  # type: ignore[arg-type]
+        if mix == "archive" and pixel <= 1.0:
+            thin = 2.5
     thick = float(_choice(rng, [3.0, 4.0, 5.0], [0.1, 0.2, 0.7]))  # type: ignore[arg-type]
     t10 = anat.vertebra("T10")
     z_lo = anat.z_s1 - float(rng.uniform(20, 45))

@@ -252,8 +252,8 @@ def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list
 
 
 def _disc_chain(ridge: NDArray[np.float64], hp: NDArray[np.float64], px: float) -> list[float]:
-    """Disc rows along the spine band: the best chain (dynamic programming) of disc candidates spaced
-    17-48 mm apart.
+    """Disc rows along the spine band, head first: the best chain (dynamic programming) of disc candidates
+    spaced 17-48 mm apart.
 
     A disc at row r scores the weaker of two endplate ridges at r -/+ g/2 (g = 3-14 mm) where the band is
     darker than its surroundings; a disc with a ridge only above (L5/S1: the sacrum has no endplate line)
@@ -275,23 +275,29 @@ def _disc_chain(ridge: NDArray[np.float64], hp: NDArray[np.float64], px: float) 
     if not np.any(score > 0):
         return []
     cost = 0.2 * float(np.percentile(score[score > 0], 90))
-    gain = score - cost
-    lo, hi = int(17 / px), int(48 / px)
-    f = gain.copy()
+    return [float(c) for c in _best_chain(score - cost, int(17 / px), int(48 / px))]
+
+
+def _best_chain(gain: NDArray[np.float64], lo: int, hi: int) -> list[int]:
+    """Indices of the highest-gain chain with consecutive distances in [lo, hi] (only positive gains)."""
+    n = len(gain)
+    f = np.full(n, -np.inf)
     prev = np.full(n, -1)
     for r in range(n):
         if gain[r] <= 0:
-            f[r] = -np.inf
             continue
+        f[r] = gain[r]
         window = f[max(r - hi, 0) : max(r - lo + 1, 0)]
         if len(window) and np.max(window) > 0:
             k = int(np.argmax(window))
             f[r] = gain[r] + window[k]
             prev[r] = max(r - hi, 0) + k
+    if not np.any(np.isfinite(f)):
+        return []
     end = int(np.argmax(f))
     chain = []
     while end >= 0:
-        chain.append(float(end))
+        chain.append(end)
         end = int(prev[end])
     return sorted(chain)
 
@@ -304,7 +310,7 @@ def assess_lateral_spine(lin: NDArray[np.float64], pixel_mm: float) -> tuple[lis
         return [], flags
     # rows increase caudally, so "cranial" is towards smaller rows; centres are already cranial first
     guesses = guesses_from_centres(centres, None, posterior_sign=1.0)
-    res = assess_heights(lin, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5)
+    res = assess_heights(lin, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5, u_max=0.6, inner_walls=True)
     for r, (_, row_mm, _) in zip(res, centres, strict=True):
         r.body_center_mm = row_mm
     return res, flags

@@ -33,6 +33,7 @@ ALL_LEVELS: tuple[str, ...] = tuple(f"T{i}" for i in range(1, 13)) + tuple(f"L{i
 BONE_HU = 180.0  # cortical / dense bone threshold on the ~2 mm grid (partial volume lowers the cortex)
 RIB_HU = 180.0
 MAX_BODY_RADIUS_MM = 35.0
+SHELL_MIN_HU = 60.0  # shell minus core: well above noise on the ~2 mm grid
 _DISK3 = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], dtype=bool)
 
 
@@ -185,6 +186,35 @@ def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndar
         radius[k] = float(dt.flat[a])
         where[k] = (i0 + ii, j0 + jj)
     return radius, where
+
+
+def _shell_contrast(g: SpineGrid, centre: np.ndarray, reach_mm: float = 28.0) -> np.ndarray:
+    """Per low slice: how much brighter the body's outer shell is than its core (HU).
+
+    From the column centre, 25 rays fan over the anterior half (right-lateral through anterior to
+    left-lateral, where no posterior element, rib head or canal lies); each ray's brightest sample between
+    5 mm and ``reach_mm`` is where it crosses the cortical wall. The median over the rays (robust to the
+    aorta or a rib on a few rays) minus the mean of the central 6 mm disc is large inside a vertebral body
+    (a cortical shell around trabecular bone, at any density), near zero in a disc (no shell) and in a slice
+    through an endplate (a uniform plate). Partial volume lowers the shell but keeps it continuous.
+    """
+    nz = g.hu.shape[0]
+    _, sy, sx = g.spacing_mm
+    ang = np.linspace(0.0, np.pi, 25)  # 0 = patient right (-j), pi/2 = anterior (-i), pi = left (+j)
+    rr = np.arange(5.0, reach_mm + 0.1, min(sy, sx) / 2.0)
+    di = -np.outer(np.sin(ang), rr) / sy  # (n_ang, n_r) row offsets (anterior = -i)
+    dj = -np.outer(np.cos(ang), rr) / sx
+    core_r = 6.0
+    ci_off, cj_off = np.mgrid[-int(core_r / sy) : int(core_r / sy) + 1, -int(core_r / sx) : int(core_r / sx) + 1]
+    disk = (ci_off * sy) ** 2 + (cj_off * sx) ** 2 <= core_r**2
+    ci_off, cj_off = ci_off[disk], cj_off[disk]
+    out = np.zeros(nz)
+    for k in range(nz):
+        ic, jc = centre[k]
+        ray = ndi.map_coordinates(g.hu[k], [ic + di, jc + dj], order=1, mode="nearest")
+        core = ndi.map_coordinates(g.hu[k], [ic + ci_off, jc + cj_off], order=1, mode="nearest")
+        out[k] = float(np.median(ray.max(axis=1)) - core.mean())
+    return out
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -393,8 +423,6 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     if top < 8.0:
         return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
     thr = max(6.0, 0.55 * top)
-    # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
-    runs = _merge_split(_runs((radius >= thr) & (radius <= MAX_BODY_RADIUS_MM)), g.spacing_mm[0])
     # Smooth the column path: median of the body-centre positions, per slice, over vertebral slices.
     centre = np.array(where, dtype=float)
     good = radius >= thr
@@ -402,6 +430,18 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
         if good.any():
             centre[:, ax] = np.interp(np.arange(nz), np.nonzero(good)[0], centre[good, ax])
         centre[:, ax] = ndi.median_filter(centre[:, ax], size=max(3, int(round(30.0 / g.spacing_mm[0]))) | 1)
+    # Bodies vs discs and endplates: a cortical shell around a darker core (see _shell_contrast). The
+    # threshold is relative to the series' own bodies (partial volume scales the shell with pixel and
+    # slice size), with an absolute floor well above noise.
+    shell = _shell_contrast(g, centre)
+    column = (radius >= 6.0) & (radius <= MAX_BODY_RADIUS_MM)
+    hi = float(np.percentile(shell[column], 75)) if column.any() else 0.0
+    # Discs also narrow the bone cross-section: the inscribed radius drops below ~2/3 of the nearest
+    # bodies' (within one vertebral height, ~+-20 mm), whatever the absolute size of the patient.
+    local = ndi.maximum_filter1d(radius, size=max(3, int(round(40.0 / g.spacing_mm[0]))) | 1)
+    is_body = column & (shell >= max(SHELL_MIN_HU, 0.5 * hi)) & (radius >= 0.65 * local)
+    # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
+    runs = _merge_split(_runs(is_body), g.spacing_mm[0])
     ribs_z = _rib_heads(g, centre)
     dzl = g.spacing_mm[0]
     feats = []

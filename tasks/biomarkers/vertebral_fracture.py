@@ -162,7 +162,8 @@ def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray
 
 
 def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
-                 column_half_mm: float = 0.5) -> HeightMeasurement:
+                 column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
+                 ) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -175,6 +176,11 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         Where the body is and how far the endplate searches may reach.
     column_half_mm
         Half width of the band averaged into each endplate profile (wider for noisy radiographs).
+    u_max
+        Most posterior profile position (fraction of the half depth); radiographs stop short of the
+        pedicles, which overlap the posterior wall.
+    inner_walls
+        Find the walls above and below the centre separately and keep the inner-most (radiographs).
 
     Notes
     -----
@@ -195,17 +201,29 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     pix = min(spacing)
     wall_min = 5.0 * sigma / math.sqrt(max(1.0, 6.0 / spacing[0]))
     plate_min = 5.0 * sigma / math.sqrt(max(1.0, 2.0 * column_half_mm / pix))
-    # 1. walls, on bands 3-6 mm above and below the centre.
-    band = [r for r in range(n0 - int(6 / STEP_MM), n0 + int(6 / STEP_MM) + 1) if abs(r - n0) >= 3 / STEP_MM]
-    row = ndi.uniform_filter1d(patch[band].mean(axis=0), size=3)
-    ant = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl, wall_min)
-    post = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl, wall_min)
+    # 1. walls, on bands 3-6 mm above and below the centre (pooled; with ``inner_walls`` each band apart
+    # and the inner-most wall counts: on a radiograph the pedicles overlap the upper posterior wall).
+    bands = [[n0 + sign * r for r in range(int(3 / STEP_MM), int(6 / STEP_MM) + 1)] for sign in (-1, 1)]
+    rows = [[b for b in band if 0 <= b < patch.shape[0]] for band in bands]
+    if not inner_walls:
+        rows = [rows[0] + rows[1]]
+    ants, posts = [], []
+    for rr in rows:
+        row = ndi.uniform_filter1d(patch[rr].mean(axis=0), size=3)
+        a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl, wall_min)
+        b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl, wall_min)
+        if a is not None:
+            ants.append(a)
+        if b is not None:
+            posts.append(b)
+    ant = max(ants) if ants else None
+    post = min(posts) if posts else None
     if ant is None or post is None or post - ant < 8 / STEP_MM:
         return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
     depth = (post - ant) * STEP_MM
     c_mid = 0.5 * (ant + post)
     # 2. endplates on column profiles.
-    u = np.linspace(-U_RANGE, U_RANGE, N_POINTS)
+    u = np.linspace(-U_RANGE, u_max, N_POINTS)
     top = np.full(N_POINTS, np.nan)
     bot = np.full(N_POINTS, np.nan)
     up_stop = min(n0 + int(g.up_mm / STEP_MM), patch.shape[0] - 1) + 1
@@ -287,10 +305,12 @@ def grade_measurements(ms: Sequence[HeightMeasurement]) -> list[GenantResult]:
     return [res[m.level] for m in known]
 
 
-def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float],
-                   guesses: Sequence[BodyGuess], column_half_mm: float = 0.5) -> list[VertebraAssessment]:
+def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float], guesses: Sequence[BodyGuess],
+                   column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
+                   ) -> list[VertebraAssessment]:
     """Measure every body of ``guesses`` on one sagittal image and grade the series."""
-    ms = [measure_body(image, spacing, g, column_half_mm) for g in guesses if g.level in LEVELS]
+    ms = [measure_body(image, spacing, g, column_half_mm, u_max, inner_walls) for g in guesses
+          if g.level in LEVELS]
     grades = grade_measurements(ms)
     out = []
     for m, gr in zip(ms, grades, strict=True):

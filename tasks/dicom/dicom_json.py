@@ -15,10 +15,10 @@ Two builders give the same JSON: :func:`elements_to_json` (fast path, raw bytes)
 from __future__ import annotations
 
 import json
-from itertools import islice
-from operator import lt
 import math
 import struct
+from itertools import islice
+from operator import lt
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
@@ -112,7 +112,7 @@ def elements_to_json(elements: Elements, encoding: str, pixel_rep: int | None = 
 
 
 _FRAGMENTS: dict[tuple[Any, ...], str] = {}
-_MAX_FRAGMENTS = 200_000
+_MAX_FRAGMENTS = 20_000  # per context; most hits are series-level elements of the current series
 
 
 def elements_to_json_text(elements: Elements, encoding: str) -> str:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import struct
 import threading
 from bisect import bisect_left
-from itertools import accumulate
 from collections.abc import Iterator
 from functools import lru_cache
+from itertools import accumulate
 from typing import Any
 
 from pydicom._dicom_dict import DicomDictionary

@@ -232,12 +232,12 @@ def build_row_fast(fh: FastHeader, *, key: bytes, default_issuer: str | None = N
     skey = (fh.encoding, key, default_issuer, *map(wholes.get, _B_TAGS))
     part = _SERIES.get(skey)
     if part is None:
-        if len(_SERIES) > 20_000:
+        if len(_SERIES) > 2_000:
             _SERIES.clear()
         part = _SERIES[skey] = _series_part(fh, key, default_issuer)
     row = dict(part)
     memos = _VALUES.get(fh.encoding)
-    if memos is None or len(memos[0]) > 50_000:
+    if memos is None or max(map(len, memos)) > 4_096:  # per-instance values rarely repeat: keep it small
         memos = _VALUES[fh.encoding] = [{} for _ in _A]
     for (col, tag, kind), memo in zip(_A, memos, strict=True):
         w = wholes.get(tag)

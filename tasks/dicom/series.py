@@ -179,8 +179,9 @@ def aggregate_series(instances: pa.Table) -> pa.Table:
     decl = get_table("series")
     if instances.num_rows == 0:
         return decl.empty()
-    # Sort once, then turn one series at a time into Python rows: memory stays at one series' worth.
+    # Sort once (one copy of the narrow columns), then turn one series at a time into Python rows.
     t = instances.take(pc.sort_indices(instances, sort_keys=[("series_instance_uid", "ascending")]))
+    t = t.combine_chunks()
     uids = t.column("series_instance_uid")
     ends = pc.indices_nonzero(pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))).to_pylist()
     bounds = [0, *[e + 1 for e in ends], len(uids)]

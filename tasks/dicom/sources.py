@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 import requests
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class SourceFile:
     """One listed file: its path or URL, and the stat that decides whether to read it again."""
 
