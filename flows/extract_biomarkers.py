@@ -101,9 +101,8 @@ def plan(
 
 
 def _run_one(job: SeriesJob, opener: Callable[[str], IO[bytes]] | None) -> tuple[Any, str | None]:
-    from tasks.biomarkers.projection import extract_projection_series
-
     from tasks.biomarkers import extract as ct
+    from tasks.biomarkers.projection import extract_projection_series
 
     fn = ct.extract_ct_series if job.extractor == ct.EXTRACTOR else extract_projection_series
     last: Exception | None = None
@@ -186,12 +185,11 @@ def extract_batch_fn(jobs: Sequence[SeriesJob], sources: Sequence[str]) -> Batch
 
 
 extract_batch = task(
-    extract_batch_fn,
     name="extract_batch",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=5),
     cache_policy=NO_CACHE,
-)
+)(extract_batch_fn)
 
 
 def run_extract(

@@ -35,6 +35,7 @@ from tasks.dicom.sources import DicomSource, SourceFile, open_source
 from warehouse.lake import SnapshotBuilder, Warehouse
 
 Progress = Callable[[int, int], None]
+INSTANCE_FLUSH_ROWS = 2048  # instance rows (with their DICOM JSON, ~10 MB) held before a Parquet file is written
 FLUSH_ROWS = 100_000  # manifest/quarantine/duplicates rows held before they are written (about 25 MB)
 
 
@@ -160,6 +161,7 @@ def run_ingest(
     reasons: Counter[str] = Counter()
     narrow: list[pa.Table] = []
     small: dict[str, list[pa.Table]] = {"manifest": [], "quarantine": [], "duplicates": []}
+    pending_rows: list[pa.Table] = []
     reread: set[str] = set()
     changed: set[str] = set()
     dropped = False  # an indexed file changed: its old instance row was removed
@@ -186,7 +188,10 @@ def run_ingest(
         batches = _batches(diff.to_read, batch_size)
         for i, result in enumerate(_results(source, batches, kw, dask_address, workers)):
             res = resolve_batch(result, known, builder.run_id)
-            builder.append("instances", res.instances)
+            pending_rows.append(res.instances)
+            if sum(t.num_rows for t in pending_rows) >= INSTANCE_FLUSH_ROWS:
+                builder.append("instances", pa.concat_tables(pending_rows))
+                pending_rows = []
             narrow.append(res.instances.select(list(NARROW_COLUMNS)))
             # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
             for name, rows in (("manifest", res.manifest), ("quarantine", res.quarantine),
@@ -207,6 +212,8 @@ def run_ingest(
             if on_batch:
                 on_batch(i)
     summary.quarantined = dict(sorted(reasons.items()))
+    if pending_rows:
+        builder.append("instances", pa.concat_tables(pending_rows))
     for name, parts in small.items():
         if parts:
             builder.append(name, pa.concat_tables(parts))

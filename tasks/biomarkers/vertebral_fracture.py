@@ -414,7 +414,8 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     Each body is measured on a 2 mm sagittal slab through its own centre column, so a scoliotic column is
     followed body by body; rotation about the spine axis is not corrected. The labeller's centres are
     only a start: each body is located again on its reformat (:func:`locate_body_ct`) and measured twice,
-    the second time from the centres of the first measurement. With slices thicker than ~3 mm the
+    the second time from the centres of the first measurement (a body that failed restarts half-way
+    between its measured neighbours, and gets a third try). With slices thicker than ~3 mm the
     endplates are located to within about a third of the slice spacing.
     """
     if not vertebrae:
@@ -436,13 +437,26 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
             located.add(v.level)
         centres.append((v.level, c[0], c[1]))
     ms: dict[str, HeightMeasurement] = {}
-    for _ in range(2):
+    for step in range(3):
         ordered = sorted(centres, key=lambda c: -c[1])
         for g in guesses_from_centres(ordered, half_depths):
-            if g.level in LEVELS or _ == 0:
+            if step == 0 or (g.level in LEVELS and (step == 1 or ms[g.level].centre_mm is None)):
                 img, spacing = images[g.level]
                 ms[g.level] = measure_body(img, spacing, g)
-        centres = [(lv, *(ms[lv].centre_mm or (r, c))) for lv, r, c in centres]
+        # next start: the measured centre; for a body that failed, half-way between its measured neighbours
+        ordered = sorted(centres, key=lambda c: -c[1])
+        new = []
+        for i, (lv, r, c) in enumerate(ordered):
+            m = ms[lv]
+            if m.centre_mm is not None:
+                new.append((lv, *m.centre_mm))
+                continue
+            nb = [ms[ordered[j][0]].centre_mm for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
+            if len(nb) == 2 and nb[0] is not None and nb[1] is not None:
+                new.append((lv, 0.5 * (nb[0][0] + nb[1][0]), 0.5 * (nb[0][1] + nb[1][1])))
+            else:
+                new.append((lv, r, c))
+        centres = new
         half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and m.centre_mm})
     measured = [ms[v.level] for v in sorted(vertebrae, key=lambda v: -v.z_mm) if v.level in LEVELS]
     for m in measured:
