@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from tasks.models.config import ModelConfig
 from tasks.models.suite import fit_and_validate
@@ -46,6 +47,39 @@ def _images(builder: SnapshotBuilder) -> dict[str, np.ndarray] | None:
     return {row["person_key"]: decode_crop(row) for row in joined.iter_rows(named=True)}
 
 
+def _score_crops(builder: SnapshotBuilder, registry: pa.Table, artifacts: dict[str, bytes]) -> int:
+    """Run every fitted deep model over every image crop (the deep model as an extractor): ``deep_risk``.
+
+    The best deep model per outcome is the production one when the gate chose it, else the newest candidate;
+    its scores feed the next cohort build's ``deep_risk_score``. Returns the rows written.
+    """
+    from schemas import get_table
+    from tasks.biomarkers.crops import decode_crop
+    from tasks.models.deep import deep_risk_score, load_deep
+
+    reg = pl.from_arrow(registry)
+    assert isinstance(reg, pl.DataFrame)
+    deep = reg.filter((pl.col("model_kind") == "deep_cox") & pl.col("artifact_key").is_not_null())
+    if deep.height == 0:
+        return 0
+    deep = deep.sort(pl.col("status") == "production", descending=True).unique("outcome", keep="first")
+    crops = _frame(builder, "image_crops")
+    rows = []
+    for model in deep.iter_rows(named=True):
+        weights = artifacts.get(model["artifact_key"])
+        if weights is None:
+            continue
+        fit = load_deep(weights)
+        for crop in crops.iter_rows(named=True):
+            rows.append({
+                "series_instance_uid": crop["series_instance_uid"], "model_version": model["model_version"],
+                "outcome": model["outcome"], "deep_risk_score": deep_risk_score(decode_crop(crop), fit),
+            })
+    builder.replace("deep_risk", get_table("deep_risk").conform(pa.Table.from_pylist(rows)) if rows
+                    else get_table("deep_risk").empty())
+    return len(rows)
+
+
 def run_models(builder: SnapshotBuilder, horizon_years: float, snapshot_parent: SnapshotInfo | None) -> ModelsStage:
     """Fit every model family per outcome on the cohort in ``builder``; see the module docstring."""
     cohort = _frame(builder, "cohort")
@@ -63,8 +97,9 @@ def run_models(builder: SnapshotBuilder, horizon_years: float, snapshot_parent: 
         cards.append(str(builder.put_file(f"model_cards/{version}.html", html.encode())))
     for key, data in run.artifacts.items():
         builder.put_file(key, data)
+    scored = _score_crops(builder, run.registry, run.artifacts)
     return ModelsStage(
-        counts={"models": run.registry.num_rows, "predictions": run.predictions.num_rows,
+        counts={"models": run.registry.num_rows, "predictions": run.predictions.num_rows, "deep_scored": scored,
                 "notes": "; ".join(run.notes)[:300]},
         card_paths=cards,
     )
