@@ -2,8 +2,8 @@
 
 Two sources of truth:
 
-- phantoms rendered here from :mod:`synthetic.anatomy` / :mod:`synthetic.femur` / :mod:`synthetic.projection`
-  (CT with partial-volume integration over each voxel, lateral radiographs, DXA hip and spine images), with
+- phantoms rendered here with :mod:`synthetic.ct` / :mod:`synthetic.femur` / :mod:`synthetic.projection`
+  (CT of the spine region, lateral radiographs, DXA hip and spine images), with
   the labeller's job done from the truth centres moved by a typical labeller error (4 mm along the spine,
   12 mm posterior) so that the measurement itself is judged;
 - optionally a synthetic hospital archive (``--archive DIR`` written by ``osteolake synth``), run through the
@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,33 +36,24 @@ from tasks.dicom.volume import Volume
 
 
 def render_spine_ct(p: Patient, slice_mm: float = 2.5, pixel_mm: float = 0.78, seed: int = 1,
-                    fov_mm: float = 128.0, levels: tuple[str, str] | None = None, sub_mm: float = 0.4,
+                    fov_mm: float = 128.0, levels: tuple[str, str] | None = None,
                     ) -> tuple[Anatomy, Volume, dict[str, dict[str, Any]]]:
-    """CT of the spine region of ``p`` with partial volume: each voxel is the mean of sub-voxels <= ``sub_mm``.
+    """CT of the spine region of ``p`` rendered by ``synthetic.ct`` (partial volume over each voxel).
 
     ``levels`` = (top, bottom) limits the slices to those levels (+/- 12 mm). Returns the anatomy, the
     canonical :class:`Volume` and the truth rows (``synthetic.ct.vertebra_truth``) by level.
     """
     anat = build_anatomy(p)
     l3 = anat.vertebra("L3")
-    nxy = max(1, int(np.ceil(pixel_mm / sub_mm)))
-    nz = max(1, int(np.ceil(slice_mm / sub_mm)))
     n = int(round(fov_mm / pixel_mm))
-    fov = n * pixel_mm
     kw: dict[str, Any] = {}
     if levels is not None:
         kw = {"z_end": anat.vertebra(levels[0]).z_max + 12.0, "z_start": anat.vertebra(levels[1]).z_min - 12.0}
-    params = C.default_params(anat, fov_mm=fov, pixel_mm=pixel_mm, slice_mm=slice_mm, center_x=0.0,
+    params = C.default_params(anat, fov_mm=n * pixel_mm, pixel_mm=pixel_mm, slice_mm=slice_mm, center_x=0.0,
                               center_y=float(l3.yc + 15.0), **kw)
-    fine = replace(params, pixel_mm=pixel_mm / nxy, fov_mm=fov)
     table = C.hu_table(p, p.baseline, params.kvp, params.contrast, params.trab_contrast_hu)
     zs = params.positions()[::-1]
-    offs = (np.arange(nz) + 0.5) / nz * slice_mm - slice_mm / 2
-    acc = np.zeros((len(zs), n, n), np.float32)
-    for o in offs:
-        planes = C.render_clean(anat, table, fine, zs + o, thickness=0.1)
-        acc += planes.reshape(len(zs), n, nxy, n, nxy).mean(axis=(2, 4))
-    img = C.blur_and_noise(acc / len(offs), params, np.random.default_rng([seed, p.index]))
+    img = C.blur_and_noise(C.render_clean(anat, table, params, zs), params, np.random.default_rng([seed, p.index]))
     x, y = C.grid(params)
     vol = Volume(hu=img.astype(np.float32), spacing_mm=(slice_mm, params.spacing, params.spacing),
                  origin_mm=(float(x[0]), float(y[0]), float(zs[0])), slice_z_mm=zs, series_instance_uid=f"ph.{p.index}")

@@ -298,6 +298,12 @@ def _rib_heads(g: SpineGrid, centre: np.ndarray) -> np.ndarray:
     dy_mm = ii * sy
     cut = dx_mm < 30.0
     bone &= ~cut[:, None, :]
+    # Ribs are tubes ~10-12 mm thick; contrast-enhanced kidneys (200+ HU at low kVp, arterial phase) and
+    # other thick blobs survive an in-plane opening of ~16 mm diameter and are removed before the rib test.
+    r = max(1, int(round(8.0 / sx)))
+    yy_, xx_ = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = ((yy_ * sy) ** 2 + (xx_ * sx) ** 2 <= 64.0)[None]
+    bone &= ~ndi.binary_opening(bone, structure=disk)
     lab, n = ndi.label(bone)
     if n == 0:
         return np.zeros(nz, dtype=bool)
@@ -439,7 +445,7 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     # Discs also narrow the bone cross-section: the inscribed radius drops below ~2/3 of the nearest
     # bodies' (within one vertebral height, ~+-20 mm), whatever the absolute size of the patient.
     local = ndi.maximum_filter1d(radius, size=max(3, int(round(40.0 / g.spacing_mm[0]))) | 1)
-    is_body = column & (shell >= max(SHELL_MIN_HU, 0.5 * hi)) & (radius >= 0.65 * local)
+    is_body = column & (shell >= max(SHELL_MIN_HU, 0.4 * hi)) & (radius >= 0.65 * local)
     # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
     runs = _merge_split(_runs(is_body), g.spacing_mm[0])
     ribs_z = _rib_heads(g, centre)
@@ -457,11 +463,14 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     if not feats:
         return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
     feats.sort(key=lambda f: -f[0])  # head -> feet
+    # The sacrum (>= 95 mm wide with its alae; a vertebral body is < 60 mm) is the lowest bone of the
+    # column: only a wide block at the feet end counts (ribs fused to a thoracic body in the closing are
+    # wide too, but never below lumbar bodies).
     sacrum = None
-    for idx, f in enumerate(feats):
-        if idx >= 1 and f[5] >= 95.0:
-            sacrum = idx
-            break
+    idx = len(feats) - 1
+    while idx >= 1 and feats[idx][5] >= 95.0:
+        sacrum = idx
+        idx -= 1
     names, conf, flags = _label(len(feats), [f[4] for f in feats], sacrum)
     sacrum_z = None
     out: list[VertebraLabel] = []

@@ -344,7 +344,7 @@ def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tu
     return sag, (float(dz or 1.0), float(dy))
 
 
-CT_BONE_HU = 200.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
+CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
 
 
 def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], centre: tuple[float, float],
@@ -366,8 +366,9 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
         return None
     win = np.asarray(image[r0:r1, c0:c1], dtype=np.float64)
     m = win > CT_BONE_HU
-    # close across the columns only: closing along the spine would bridge thin discs
-    m = ndi.binary_closing(m, structure=np.ones((1, 3), bool), border_value=0)
+    # close across the columns only (gaps up to ~4 mm in a blurred cortex): closing along the spine would
+    # bridge thin discs
+    m = ndi.binary_closing(m, structure=np.ones((1, 2 * max(1, int(round(2.0 / sc))) + 1), bool), border_value=0)
     m = ndi.binary_fill_holes(m)
     rr = max(1, int(round(1.5 / sr)))
     rc = max(1, int(round(1.5 / sc)))
@@ -446,7 +447,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         # next start: the measured centre; for a body that failed, half-way between its measured neighbours
         ordered = sorted(centres, key=lambda c: -c[1])
         new = []
-        for i, (lv, r, c) in enumerate(ordered):
+        for i, (lv, r_mm, c_mm) in enumerate(ordered):
             m = ms[lv]
             if m.centre_mm is not None:
                 new.append((lv, *m.centre_mm))
@@ -455,7 +456,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
             if len(nb) == 2 and nb[0] is not None and nb[1] is not None:
                 new.append((lv, 0.5 * (nb[0][0] + nb[1][0]), 0.5 * (nb[0][1] + nb[1][1])))
             else:
-                new.append((lv, r, c))
+                new.append((lv, r_mm, c_mm))
         centres = new
         half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and m.centre_mm})
     measured = [ms[v.level] for v in sorted(vertebrae, key=lambda v: -v.z_mm) if v.level in LEVELS]

@@ -89,57 +89,51 @@ def elements_to_json(elements: Elements, encoding: str, pixel_rep: int | None = 
             vr = "SS" if pixel_rep == 1 and tag not in _LUT_DESCRIPTORS else "US"
         if not _keep(tag, vr):
             continue
-        entry: dict[str, Any] = {"vr": vr}
-        if vr == "SQ":
-            items = [elements_to_json(item, encoding, pixel_rep) for item in raw]
-            if items:
-                entry["Value"] = items
-        elif vr in NUMERIC_FMT:
-            size = NUMERIC_SIZE[vr]
-            vals = struct.unpack_from(f"<{len(raw) // size}{NUMERIC_FMT[vr]}", raw)
-            if vals:
-                entry["Value"] = [_finite(v) if isinstance(v, float) else v for v in vals]
-        elif vr == "AT":
-            vals = struct.unpack_from(f"<{len(raw) // 2}H", raw)
-            if vals:
-                entry["Value"] = [f"{vals[i]:04X}{vals[i + 1]:04X}" for i in range(0, len(vals) - 1, 2)]
-        else:
-            svals = decode_strings(vr, raw, encoding)
-            if svals:
-                entry["Value"] = _strings_json(vr, svals)
-        out[f"{tag:08X}"] = entry
+        out[f"{tag:08X}"] = _entry(vr, raw, encoding, pixel_rep)
     return out
 
 
-_FRAGMENTS: dict[tuple[Any, ...], str] = {}
+def _entry(vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"vr": vr}
+    if vr == "SQ":
+        items = [elements_to_json(item, encoding, pixel_rep) for item in raw]
+        if items:
+            entry["Value"] = items
+    elif vr in NUMERIC_FMT:
+        size = NUMERIC_SIZE[vr]
+        vals = struct.unpack_from(f"<{len(raw) // size}{NUMERIC_FMT[vr]}", raw)
+        if vals:
+            entry["Value"] = [_finite(v) if isinstance(v, float) else v for v in vals]
+    elif vr == "AT":
+        vals = struct.unpack_from(f"<{len(raw) // 2}H", raw)
+        if vals:
+            entry["Value"] = [f"{vals[i]:04X}{vals[i + 1]:04X}" for i in range(0, len(vals) - 1, 2)]
+    else:
+        svals = decode_strings(vr, raw, encoding)
+        if svals:
+            entry["Value"] = _strings_json(vr, svals)
+    return entry
+
+
+def _fragment(tag: int, vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> str:
+    """``"GGGGEEEE":{...}`` for one element, or ``""`` when it is left out."""
+    if vr == "US or SS":
+        vr = "SS" if pixel_rep == 1 and tag not in _LUT_DESCRIPTORS else "US"
+    if not _keep(tag, vr):
+        return ""
+    if vr in _TEXT_LIKE:  # the common miss (UIDs, numbers as text): no intermediate dict
+        vals = decode_strings(vr, raw, encoding)
+        if not vals:
+            return f'"{tag:08X}":{{"vr":"{vr}"}}'
+        return f'"{tag:08X}":{{"vr":"{vr}","Value":{_ENCODE(_strings_json(vr, vals))}}}'
+    return f'"{tag:08X}":' + _ENCODE(_entry(vr, raw, encoding, pixel_rep))
+
+
+_TEXT_LIKE = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR",
+                        "UT"})
+
+
 _MAX_FRAGMENTS = 20_000  # per context; most hits are series-level elements of the current series
-
-
-def elements_to_json_text(elements: Elements, encoding: str) -> str:
-    """:func:`elements_to_json` as compact JSON text, memoising each element's text by its raw bytes.
-
-    Patient-, study- and series-level elements repeat across the files of a series byte for byte, so
-    most elements cost a dictionary lookup. The memo is per process and cleared when it grows large.
-    """
-    pr = elements.get(0x00280103)
-    pixel_rep = int.from_bytes(pr[1], "little") if pr is not None and pr[0] == "US" and len(pr[1]) == 2 else None
-    frags = []
-    memo = _FRAGMENTS
-    for tag in sorted(elements):
-        vr, raw = elements[tag]
-        if vr in _ALWAYS_SKIP or tag >> 16 & 1 or not tag & 0xFFFF or tag in PHI_TAGS:
-            continue
-        k = (tag, vr, raw.raw if vr == "SQ" else raw, encoding, pixel_rep)
-        frag = memo.get(k)
-        if frag is None:
-            one = elements_to_json({tag: (vr, raw)}, encoding, pixel_rep)
-            frag = dumps(one)[1:-1]
-            if len(memo) >= _MAX_FRAGMENTS:
-                memo.clear()
-            memo[k] = frag
-        if frag:
-            frags.append(frag)
-    return "{" + ",".join(frags) + "}"
 
 
 _BY_ELEMENT: dict[tuple[str, int | None], dict[bytes, str]] = {}
@@ -164,7 +158,7 @@ def header_json_text(fh: FastHeader) -> str:
         for i, frag in enumerate(frags):
             if frag is None:
                 vr, raw = elements[tags[i]]
-                frag = frags[i] = dumps(elements_to_json({tags[i]: (vr, raw)}, fh.encoding, pixel_rep))[1:-1]
+                frag = frags[i] = _fragment(tags[i], vr, raw, fh.encoding, pixel_rep)
                 memo[wholes[i]] = frag
     return "{" + ",".join(filter(None, frags)) + "}"
 
@@ -207,6 +201,10 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
     return out
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once: dumps() with
+# options builds a new encoder on every call
+
+
 def dumps(obj: dict[str, Any]) -> str:
     """Compact JSON text (the ``dicom_json`` column)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODE(obj)

@@ -290,17 +290,29 @@ def _parse_with_template(
                     continue
         if pos >= n:
             return dict(zip(tags, vals, strict=True)), pos, tags, wholes, vals, varying
-        one_t: list[int] = []
-        one_w: list[bytes] = []
-        one, nxt = _parse(buf, pos, pos + 1, implicit, True, one_t, one_w)
-        if not one_t:  # pixel data or the end of the file
-            return dict(zip(tags, vals, strict=True)), nxt, tags, wholes, vals, varying
-        tag = one_t[0]
-        if not (0 <= j < count and tpl.tags[j] == tag and tpl.wholes[j] == one_w[0]):
+        # One element: the common short explicit VR inline, anything else through _parse.
+        info = None
+        if not implicit and pos + 8 <= n:
+            group, elem, vrb, length = _EXPL.unpack_from(buf, pos)
+            info = _VR_INFO.get(vrb) if group < 0x7FE0 else None
+        if info is not None and not info[1] and pos + 8 + length <= n:
+            tag = group << 16 | elem
+            nxt = pos + 8 + length
+            whole = buf[pos:nxt]
+            val: tuple[str, Any] = (info[0], buf[pos + 8 : nxt])
+        else:
+            one_t: list[int] = []
+            one_w: list[bytes] = []
+            one, nxt = _parse(buf, pos, pos + 1, implicit, True, one_t, one_w)
+            if not one_t:  # pixel data or the end of the file
+                return dict(zip(tags, vals, strict=True)), nxt, tags, wholes, vals, varying
+            tag, whole = one_t[0], one_w[0]
+            val = one[tag]
+        if not (0 <= j < count and tpl.tags[j] == tag and tpl.wholes[j] == whole):
             varying.append(len(tags))
         tags.append(tag)
-        wholes.append(one_w[0])
-        vals.append(one[tag])
+        wholes.append(whole)
+        vals.append(val)
         pos = nxt
         if 0 <= j < count and tpl.tags[j] == tag:
             j += 1

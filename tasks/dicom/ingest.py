@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from schemas import get_table
-from tasks.dicom.header import HeaderError, QuarantineReason, parse_header
+from tasks.dicom.header import SERIES_COLUMNS, SERIES_PART, HeaderError, QuarantineReason, parse_header
 from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (kept in memory; ``dicom_json`` is not).
@@ -27,6 +27,9 @@ NARROW_COLUMNS: tuple[str, ...] = (
     "slice_thickness_mm", "rows", "columns", "kvp", "contrast_bolus_agent", "convolution_kernel",
     "manufacturer", "manufacturer_model_name", "sop_class_uid",
 )
+
+
+_SERIES_SET = frozenset(SERIES_COLUMNS)
 
 
 def _path(sf: SourceFile) -> str:
@@ -114,7 +117,24 @@ def _columnar(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     if not rows:
         return decl.empty()
     schema = decl.arrow_schema()
-    arrays = [pa.array([r.get(f.name) for r in rows], type=f.type) for f in schema]
+    # Series-level values are shared dicts (header.SERIES_PART): convert each once, then take per row.
+    uniq: dict[int, int] = {}
+    shared: list[dict[str, Any]] = []
+    codes = []
+    for r in rows:
+        obj = r.get(SERIES_PART) or r
+        c = uniq.get(id(obj))
+        if c is None:
+            c = uniq[id(obj)] = len(shared)
+            shared.append(obj)
+        codes.append(c)
+    idx = pa.array(codes, pa.int32())
+    arrays = []
+    for f in schema:
+        if f.name in _SERIES_SET and len(shared) < len(rows):
+            arrays.append(pa.array([u.get(f.name) for u in shared], type=f.type).take(idx))
+        else:
+            arrays.append(pa.array([r.get(f.name) for r in rows], type=f.type))
     return pa.Table.from_arrays(arrays, schema=schema)
 
 

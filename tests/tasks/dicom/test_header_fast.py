@@ -35,6 +35,7 @@ def _compare(files: list[Path], key: bytes) -> dict[str, int]:
             counts["quarantined"] += 1
             continue
         counts[r_fast["parser"]] += 1
+        assert set(r_fast) - {"_series_part"} == set(r_ref)
         for col, val in r_ref.items():
             if col in ("parser", "dicom_json"):
                 continue
