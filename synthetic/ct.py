@@ -7,9 +7,14 @@ has a value at 120 kVp without contrast; bone (trabecular, cortical, posterior e
 ``trab_contrast_hu`` (arterial 3-8 HU, portal venous 10-25 HU) times the iodine factor. So the imaged
 trabecular value of a level is ``hu_level_120 * KVP_BONE_FACTOR[kvp] + trab_contrast_hu * IODINE_FACTOR[kvp]``.
 
-Image formation: labels are painted at each slice position (two sub-planes for slices thicker than 2 mm),
-mapped to HU, blurred in-plane by the kernel's Gaussian PSF (sharp 0.35 px, soft 0.7 px), thick slices are
-the mean of the thin noise-free planes they cover, then white or correlated Gaussian noise is added.
+Image formation (physical, deterministic): each pixel is the mean attenuation over its footprint. The
+anatomy is sampled on a sub-pixel grid (<= 0.5 mm in a window around the column: bodies, canal, posterior
+elements, rib heads, sacrum; <= 1 mm elsewhere) and averaged to the pixel; near bone the slice thickness
+is integrated with sub-planes every <= 1 mm (box slice profile). Then the kernel's in-plane PSF is applied
+in mm (Gaussian, FWHM 0.7 mm sharp, 1.1 mm soft, whatever the pixel size), thick slices are the mean of the
+thin noise-free planes they cover, and white or correlated Gaussian noise is added. Thin structures (the
+1.2 mm cortex at 3 mm pixels) are therefore continuous with reduced contrast (partial volume), as a
+scanner shows them. The truth comes from the geometry, never from the image.
 """
 
 from __future__ import annotations

@@ -22,6 +22,10 @@ from dataclasses import dataclass, field
 LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 # Lower bounds of Genant grades 1, 2 and 3 (fraction of height lost).
 GRADE_BOUNDS: tuple[float, float, float] = (0.20, 0.25, 0.40)
+# Anatomically plausible adult thoracolumbar body heights (mm) and height ratios; a measurement outside is a
+# failed measurement (a missed endplate, a neighbour's edge), not a fracture, and is not graded.
+PLAUSIBLE_HEIGHT_MM: tuple[float, float] = (5.0, 60.0)
+PLAUSIBLE_RATIO: tuple[float, float] = (0.2, 1.5)
 
 
 class FractureType(enum.Enum):
@@ -80,6 +84,7 @@ class GenantResult:
     height_loss: float | None
     genant_grade: int | None
     deformity: FractureType | None
+    flags: tuple[str, ...] = ()
 
 
 def genant_grade(height_loss: float) -> int:
@@ -136,11 +141,40 @@ def _reference_posterior(
     return sum(refs) / len(refs)
 
 
-def _grade_one(v: VertebralHeights, ref_p: float | None, shape: NormalShape) -> GenantResult:
+def _plausible(x: float | None, bounds: tuple[float, float]) -> bool:
+    return x is not None and math.isfinite(x) and bounds[0] <= x <= bounds[1]
+
+
+def check_plausibility(v: VertebralHeights) -> tuple[VertebralHeights, tuple[str, ...]]:
+    """Heights of ``v`` with implausible measurements set to None, and the flags saying why.
+
+    A height outside ``PLAUSIBLE_HEIGHT_MM`` becomes None (``implausible_height``). When Ha/Hp or Hm/Hp
+    falls outside ``PLAUSIBLE_RATIO`` one of the heights is wrong but not which one, so all three become
+    None (``implausible_ratio``).
+    """
+    flags: list[str] = []
+    hs = [v.anterior_mm, v.middle_mm, v.posterior_mm]
+    for i, h in enumerate(hs):
+        if h is not None and not _plausible(h, PLAUSIBLE_HEIGHT_MM):
+            hs[i] = None
+            flags.append("implausible_height")
+    ha, hm, hp = hs
+    if hp is not None and any(h is not None and not _plausible(h / hp, PLAUSIBLE_RATIO) for h in (ha, hm)):
+        hs = [None, None, None]
+        flags.append("implausible_ratio")
+    return VertebralHeights(v.level, *hs), tuple(dict.fromkeys(flags))
+
+
+def _grade_one(v: VertebralHeights, ref_p: float | None, shape: NormalShape,
+               flags: tuple[str, ...] = ()) -> GenantResult:
     ha, hm, hp = v.anterior_mm, v.middle_mm, v.posterior_mm
     r_ap = ha / hp if _ok(ha) and _ok(hp) else None  # type: ignore[operator]
     r_mp = hm / hp if _ok(hm) and _ok(hp) else None  # type: ignore[operator]
     r_pn = hp / ref_p if _ok(hp) and ref_p else None  # type: ignore[operator]
+    if r_pn is not None and not _plausible(r_pn, PLAUSIBLE_RATIO):
+        # Hp against the neighbours outside 0.2-1.5: this body or its neighbours were mis-measured
+        r_pn = None
+        flags = (*flags, "implausible_ratio")
     losses: dict[FractureType, float] = {}
     if r_ap is not None:
         losses[FractureType.WEDGE] = 1.0 - r_ap / shape.anterior_ratio.get(v.level, 1.0)
@@ -149,7 +183,7 @@ def _grade_one(v: VertebralHeights, ref_p: float | None, shape: NormalShape) -> 
     if r_pn is not None:
         losses[FractureType.CRUSH] = 1.0 - r_pn
     if not losses:
-        return GenantResult(v.level, ha, hm, hp, r_ap, r_mp, r_pn, ref_p, None, None, None)
+        return GenantResult(v.level, ha, hm, hp, r_ap, r_mp, r_pn, ref_p, None, None, None, flags)
     kind, loss = max(losses.items(), key=lambda kv: kv[1])
     grade = genant_grade(loss)
     return GenantResult(
@@ -164,6 +198,7 @@ def _grade_one(v: VertebralHeights, ref_p: float | None, shape: NormalShape) -> 
         height_loss=max(loss, 0.0),
         genant_grade=grade,
         deformity=kind if grade > 0 else FractureType.NONE,
+        flags=flags,
     )
 
 
@@ -188,6 +223,9 @@ def grade_vertebrae(
 
     Notes
     -----
+    Heights and ratios are checked for anatomical plausibility first (:func:`check_plausibility`; Hp
+    against the neighbours as well): implausible values become None with a flag in ``GenantResult.flags``
+    and are not graded, so no ratio outside 0.2-1.5 and no height outside 5-60 mm is ever returned.
     The crush ratio compares Hp with the mean Hp of the adjacent levels present (one neighbour at the ends
     of the covered range). A neighbour that is itself crushed (its Hp >= 20% below its own neighbours) is
     left out of the reference, so one collapsed body does not mask or mimic another. Two adjacent crush
@@ -195,11 +233,12 @@ def grade_vertebrae(
     """
     shape = shape or NormalShape()
     by_index: dict[int, VertebralHeights] = {}
+    checks: dict[int, tuple[str, ...]] = {}
     for v in heights:
         i = _level_index(v.level)
         if i in by_index:
             raise ValueError(f"heights: level {v.level} given twice")
-        by_index[i] = v
+        by_index[i], checks[i] = check_plausibility(v)
     # First pass: find bodies whose posterior height is clearly below both neighbours'.
     crushed: set[int] = set()
     for i, v in by_index.items():
@@ -209,7 +248,7 @@ def grade_vertebrae(
     out = []
     for i in sorted(by_index):
         ref = _reference_posterior(i, by_index, shape, crushed - {i})
-        out.append(_grade_one(by_index[i], ref, shape))
+        out.append(_grade_one(by_index[i], ref, shape, checks[i]))
     return out
 
 

@@ -4,11 +4,14 @@ Classical pipeline (no model weights), run on a ~2 mm downsampled copy of the vo
 
 1. body outline per slice (air threshold), spine window: posterior-central part of the body where bone
    (> 180 HU) is present in most slices;
-2. per slice, the largest inscribed radius of the hole-filled bone mask in the window: vertebral bodies
-   are thick (radius >= ~10 mm), discs leave only thin posterior elements, so runs of thick slices are
-   bodies and the thin gaps between them are discs;
+2. per slice, the column centre (largest inscribed radius of the hole-filled bone mask in the window)
+   and two cues for "inside a vertebral body": the cortical shell is brighter than the core (median over
+   anterior rays of the brightest sample minus the core mean; ~0 in discs and through endplates, whatever
+   the bone density, and continuous under partial volume), and the bone cross-section is not narrower than
+   ~2/3 of the nearest bodies' (discs leave only posterior elements). Runs of body slices are bodies;
 3. anatomy for the labels: ribs articulate with thoracic vertebrae only, so the last body with bone in the
-   posterolateral rib band is T12; the sacrum (wide bone continuous with the iliac wings) lies below L5.
+   posterolateral rib band (thick blobs such as enhanced kidneys removed by an opening) is T12; the
+   sacrum (the lowest wide bone, continuous with the iliac wings) lies below L5.
    When both cues are present they must agree (five lumbar bodies between them); otherwise the labels get a
    low confidence and a flag (``transitional_anatomy_suspected``, ``no_anatomical_anchor``, ...).
 

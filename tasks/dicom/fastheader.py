@@ -16,7 +16,6 @@ from __future__ import annotations
 import struct
 import threading
 from bisect import bisect_left
-from collections.abc import Iterator
 from functools import lru_cache
 from itertools import accumulate
 from typing import Any
@@ -510,10 +509,3 @@ def read_fast(buf: bytes) -> FastHeader:
         encoding = CHARSETS[name]
     check_pixel_data(buf, pixel_pos, implicit)
     return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, tags, wholes)
-
-
-def iter_json_elements(elements: Elements) -> Iterator[tuple[int, str, Any]]:
-    """Yield ``(tag, vr, value)`` in tag order (the order the JSON keys are written in)."""
-    for tag in sorted(elements):
-        vr, value = elements[tag]
-        yield tag, vr, value

@@ -1,0 +1,279 @@
+"""Vertebral body heights on a 2-D sagittal image (CT mid-sagittal reformat or lateral radiograph).
+
+The measurement works on a local patch resampled around one vertebral body at 0.25 mm, with rows along
+the spine axis (cranial up) and columns from anterior to posterior:
+
+1. the anterior and posterior walls are found on row profiles a few mm above and below the centre (the
+   mid-body row is avoided: the basivertebral foramen interrupts the posterior wall there);
+2. on column profiles at 21 positions between 12% and 88% of the body depth, the upper and lower endplates
+   are the outward edges between the endplate peak (cortex) and the disc beyond it, searched only up to
+   half-way to the neighbouring body;
+3. each endplate is fitted by a quadratic in the depth coordinate ``u`` (-1 anterior, +1 posterior; outliers
+   dropped), and Ha, Hm, Hp are the fitted heights at u = -1, 0, +1 (outer surfaces, six-point morphometry
+   without the rounded corners).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage as ndi
+
+from tasks.biomarkers.genant import VertebralHeights
+
+STEP_MM = 0.25
+N_POINTS = 21
+U_RANGE = 0.88
+MIN_EDGE_CONTRAST = 0.25  # endplate peak above disc, relative to peak above body centre
+# Half the thickness of a vertebral endplate / wall cortex (typical adult cortical shell ~1 mm). Used to go
+# from the centre of a blurred cortical layer to its outer surface.
+CORTEX_HALF_MM = 0.5
+
+
+@dataclass(frozen=True)
+class BodyGuess:
+    """Where a vertebral body is on a 2-D sagittal image (mm in image coordinates).
+
+    ``centre`` is (row_mm, col_mm); ``axis`` the unit vector (d_row, d_col) pointing cranially;
+    ``posterior`` the unit vector pointing posteriorly; ``up_mm``/``down_mm`` how far the cranial and
+    caudal endplate searches may go (half-way to the neighbouring bodies); ``half_depth_mm`` a rough
+    half AP depth (search range for the walls).
+    """
+
+    level: str
+    centre: tuple[float, float]
+    axis: tuple[float, float]
+    posterior: tuple[float, float]
+    up_mm: float
+    down_mm: float
+    half_depth_mm: float = 20.0
+
+
+@dataclass
+class HeightMeasurement:
+    """Heights of one body (mm) and what the measurement found."""
+
+    level: str
+    anterior_mm: float | None
+    middle_mm: float | None
+    posterior_mm: float | None
+    depth_mm: float | None = None
+    centre_mm: tuple[float, float] | None = None
+    n_points: int = 0
+    flags: list[str] = field(default_factory=list)
+
+    def heights(self) -> VertebralHeights:
+        return VertebralHeights(self.level, self.anterior_mm, self.middle_mm, self.posterior_mm)
+
+
+def sample_patch(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
+                 half_len_mm: float, half_width_mm: float) -> NDArray[np.float64]:
+    """Resample ``image`` (rows, cols with ``spacing`` mm) on the body frame of ``g`` at ``STEP_MM``.
+
+    Row ``r`` of the patch lies ``(r - n) * STEP_MM`` mm cranial of the centre (``n`` = half length in
+    steps), so the patch's row index increases cranially; column ``c`` lies ``(c - m) * STEP_MM`` mm
+    posterior of it.
+    """
+    s = np.arange(-half_len_mm, half_len_mm + STEP_MM / 2, STEP_MM)
+    t = np.arange(-half_width_mm, half_width_mm + STEP_MM / 2, STEP_MM)
+    ss, tt = np.meshgrid(s, t, indexing="ij")
+    rr = (g.centre[0] + ss * g.axis[0] + tt * g.posterior[0]) / spacing[0]
+    cc = (g.centre[1] + ss * g.axis[1] + tt * g.posterior[1]) / spacing[1]
+    return np.asarray(ndi.map_coordinates(np.asarray(image, dtype=np.float64), [rr, cc], order=1,
+                                          mode="nearest"))
+
+
+def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0,
+                 min_contrast: float = 0.0) -> float | None:
+    """Fractional index of the outer surface of a bright structure between ``start`` and ``stop``.
+
+    Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
+    first local maximum reaching 70% of the range's maximum rise over the start value (the cortex or the
+    body plateau); the floor is the minimum beyond it (disc or soft tissue). When the peak stands out from
+    the inside as well (a cortical layer thinner than the blur or the slice), the surface is the centroid
+    of the layer's excess intensity plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its
+    centre but not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
+    (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor
+    (by a quarter of the profile's range, and by ``min_contrast``, e.g. a few noise SDs).
+    """
+    step = 1 if stop > start else -1
+    idx = np.arange(start, stop, step)
+    if len(idx) < 4:
+        return None
+    p = np.asarray(profile, dtype=np.float64)[idx]
+    rise = p.max() - p[0]
+    level = p[0] + 0.7 * rise if rise > 0 else p.max()
+    k = 0
+    while k < len(p) - 1 and not (p[k] >= level and p[k] >= p[k + 1]):
+        k += 1
+    floor = float(p[k:].min())
+    peak = float(p[k])
+    span = max(peak - min(floor, p[0]), 1e-9)
+    if peak - floor < max(MIN_EDGE_CONTRAST * span, min_contrast):
+        return None
+    inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
+    if half_layer > 0 and peak - inner >= 0.3 * (peak - floor):
+        # Centroid of the layer's excess over the inside level (inner flank) and the floor (outer flank):
+        # with box-shaped slice profiles (thick CT slices) this stays unbiased where a half-maximum does not.
+        lo = k
+        while lo > 0 and p[lo - 1] > inner + 0.1 * (peak - inner):
+            lo -= 1
+        hi = k
+        while hi < len(p) - 1 and p[hi + 1] > floor + 0.1 * (peak - floor):
+            hi += 1
+        jj = np.arange(lo, hi + 1)
+        base = np.where(jj < k, inner, np.where(jj > k, floor, 0.5 * (inner + floor)))
+        w = np.clip(p[lo : hi + 1] - base, 0.0, None)
+        if hi + 1 < len(p) and w.sum() > 0:
+            centre = float(np.sum(w * jj) / w.sum())
+            return float(idx[0] + step * (centre + half_layer))
+    half = 0.5 * (peak + floor)
+    for j in range(k, len(p) - 1):
+        if p[j] >= half > p[j + 1]:
+            frac = (p[j] - half) / (p[j] - p[j + 1])
+            return float(idx[j] + step * frac)
+    return None
+
+
+def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    ok = np.isfinite(z)
+    if ok.sum() < 5:
+        return None
+    uu, zz = u[ok], z[ok]
+    for _ in range(3):
+        coef = np.polyfit(uu, zz, 2)
+        res = zz - np.polyval(coef, uu)
+        mad = float(np.median(np.abs(res - np.median(res)))) * 1.4826
+        keep = np.abs(res) <= max(3.0 * mad, 1.0)
+        if keep.all() or keep.sum() < 5:
+            break
+        uu, zz = uu[keep], zz[keep]
+    return np.polyfit(uu, zz, 2)
+
+
+def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
+                 column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
+                 ) -> HeightMeasurement:
+    """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
+
+    Parameters
+    ----------
+    image
+        CT mid-sagittal reformat (HU) or lateral radiograph (brighter = more attenuating).
+    spacing
+        (row, column) pixel spacing in mm.
+    g
+        Where the body is and how far the endplate searches may reach.
+    column_half_mm
+        Half width of the band averaged into each endplate profile (wider for noisy radiographs).
+    u_max
+        Most posterior profile position (fraction of the half depth); radiographs stop short of the
+        pedicles, which overlap the posterior wall.
+    inner_walls
+        Find the walls above and below the centre separately and keep the inner-most (radiographs).
+
+    Notes
+    -----
+    Heights are outer heights, cortex included, perpendicular to the local spine axis. Bodies whose walls
+    or endplates cannot be found get ``None`` heights and a flag; nothing is guessed.
+    """
+    flags: list[str] = []
+    half_len = max(g.up_mm, g.down_mm) + 2.0
+    half_w = g.half_depth_mm + 12.0
+    patch = sample_patch(image, spacing, g, half_len, half_w)
+    n0 = int(round(half_len / STEP_MM))
+    m0 = int(round(half_w / STEP_MM))
+    hl = CORTEX_HALF_MM / STEP_MM
+    # noise of the source image (pixel level) -> contrast an edge must have in an averaged profile
+    src = np.asarray(image, dtype=np.float64)
+    d = np.diff(src, axis=1).ravel()
+    sigma = float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0)) if d.size else 0.0
+    pix = min(spacing)
+    wall_min = 5.0 * sigma / math.sqrt(max(1.0, 6.0 / spacing[0]))
+    plate_min = 5.0 * sigma / math.sqrt(max(1.0, 2.0 * column_half_mm / pix))
+    # 1. walls, on bands 3-6 mm above and below the centre (pooled; with ``inner_walls`` each band apart
+    # and the inner-most wall counts: on a radiograph the pedicles overlap the upper posterior wall).
+    bands = [[n0 + sign * r for r in range(int(3 / STEP_MM), int(6 / STEP_MM) + 1)] for sign in (-1, 1)]
+    rows = [[b for b in band if 0 <= b < patch.shape[0]] for band in bands]
+    if not inner_walls:
+        rows = [rows[0] + rows[1]]
+    ants, posts = [], []
+    for rr in rows:
+        row = ndi.uniform_filter1d(patch[rr].mean(axis=0), size=3)
+        a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl, wall_min)
+        b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl, wall_min)
+        if a is not None:
+            ants.append(a)
+        if b is not None:
+            posts.append(b)
+    ant = max(ants) if ants else None
+    post = min(posts) if posts else None
+    if ant is None or post is None or post - ant < 8 / STEP_MM:
+        return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
+    depth = (post - ant) * STEP_MM
+    c_mid = 0.5 * (ant + post)
+    # 2. endplates on column profiles.
+    u = np.linspace(-U_RANGE, u_max, N_POINTS)
+    top = np.full(N_POINTS, np.nan)
+    bot = np.full(N_POINTS, np.nan)
+    up_stop = min(n0 + int(g.up_mm / STEP_MM), patch.shape[0] - 1) + 1
+    down_stop = max(n0 - int(g.down_mm / STEP_MM), 0) - 1
+    w = max(1, int(round(column_half_mm / STEP_MM)))
+    for q, uq in enumerate(u):
+        c = int(round(c_mid + uq * (post - ant) / 2))
+        col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
+        e_up = outward_edge(col, n0, up_stop, hl, plate_min)
+        e_dn = outward_edge(col, n0, down_stop, hl, plate_min)
+        if e_up is not None:
+            top[q] = (e_up - n0) * STEP_MM
+        if e_dn is not None:
+            bot[q] = (e_dn - n0) * STEP_MM
+    ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
+    n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
+    if ct is None or cb is None:
+        return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, ["endplates_not_found"])
+    if n_ok < 0.7 * N_POINTS:
+        flags.append("endplates_partly_found")
+    h = np.polyval(ct, [-1.0, 0.0, 1.0]) - np.polyval(cb, [-1.0, 0.0, 1.0])
+    if np.any(h <= 2.0):
+        return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, flags + ["implausible_heights"])
+    # centre of the measured body in image mm (mid-height at mid-depth)
+    mid_s = 0.5 * float(np.polyval(ct, 0.0) + np.polyval(cb, 0.0))
+    mid_t = float((c_mid - m0) * STEP_MM)
+    centre = (g.centre[0] + mid_s * g.axis[0] + mid_t * g.posterior[0],
+              g.centre[1] + mid_s * g.axis[1] + mid_t * g.posterior[1])
+    return HeightMeasurement(g.level, float(h[0]), float(h[1]), float(h[2]), depth, centre, n_ok, flags)
+
+
+def guesses_from_centres(
+    ordered: Sequence[tuple[str, float, float]],
+    half_depths: dict[str, float] | None = None,
+    posterior_sign: float = 1.0,
+) -> list[BodyGuess]:
+    """Body frames from (level, row_mm, col_mm) centres on a sagittal image, ordered cranial first.
+
+    The spine axis at a body is the direction from its caudal to its cranial neighbour; the posterior
+    direction is the axis turned by 90 degrees towards ``posterior_sign`` * columns. The endplate searches
+    reach half-way to each neighbour (0.55 of the median spacing at the ends of the column).
+    """
+    half_depths = half_depths or {}
+    pts = np.array([[c[1], c[2]] for c in ordered], dtype=float)
+    n = len(ordered)
+    gaps = [float(np.hypot(*(pts[i + 1] - pts[i]))) for i in range(n - 1)]
+    mean_gap = float(np.median(gaps)) if gaps else 35.0
+    out = []
+    for i, (level, _, _) in enumerate(ordered):
+        a = pts[max(i - 1, 0)] - pts[min(i + 1, n - 1)] if n > 1 else np.array([1.0, 0.0])
+        a = a / np.linalg.norm(a) if np.any(a) else np.array([1.0, 0.0])
+        perp = np.array([-a[1], a[0]])
+        if perp[1] * posterior_sign < 0:
+            perp = -perp
+        up = 0.5 * gaps[i - 1] if i > 0 else 0.55 * mean_gap
+        down = 0.5 * gaps[i] if i < n - 1 else 0.55 * mean_gap
+        out.append(BodyGuess(level, (float(pts[i, 0]), float(pts[i, 1])), (float(a[0]), float(a[1])),
+                             (float(perp[0]), float(perp[1])), up, down, half_depths.get(level, 20.0)))
+    return out
