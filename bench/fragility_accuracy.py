@@ -135,19 +135,13 @@ def bench_ct(patients: list[Patient], slice_mm: float, pixel_mm: float) -> tuple
 
 
 def render_lateral(p: Patient, pix: float = 1.0, seed: int = 0) -> tuple[Anatomy, np.ndarray, np.ndarray]:
-    """Linearised lateral spine radiograph like ``synthetic.projection.write_dx_study`` (rows head first)."""
-    from synthetic.projection import lateral_projection
+    """Lateral spine radiograph exactly as ``synthetic.projection.write_dx_study`` renders it (stored values,
+    rows head first) and the patient z of each row."""
+    from synthetic.projection import lateral_radiograph
 
     anat = build_anatomy(p)
-    rng = np.random.default_rng([seed, p.index])
-    z_top = anat.vertebra("T10").z_max + float(rng.uniform(15, 40))
-    z_bot = anat.z_s1 - float(rng.uniform(40, 70))
-    zs = z_top - pix * np.arange(int((z_top - z_bot) / pix))
-    y = anat.vertebra("L3").yc - 170.0 + pix * np.arange(int(300.0 / pix))
-    table = C.hu_table(p, p.baseline, 80, "none", 0.0)
-    img = 4095.0 * (1.0 - np.exp(-lateral_projection(anat, table, y, zs) / 2.5)) + rng.normal(0, 20, (len(zs), len(y)))
-    img = np.clip(np.rint(img), 0, 4095)
-    return anat, -np.log(np.clip(1.0 - img / 4096.0, 1e-4, None)), zs
+    img, zs, _ = lateral_radiograph(p, anat, p.baseline, pix, np.random.default_rng([seed, p.index]))
+    return anat, img, zs
 
 
 def bench_dx(patients: list[Patient], pix: float) -> dict[str, float]:
@@ -155,8 +149,8 @@ def bench_dx(patients: list[Patient], pix: float) -> dict[str, float]:
 
     sc = Score()
     for p in patients:
-        anat, lin, zs = render_lateral(p, pix)
-        res = {a.level: a for a in assess_lateral_spine(lin, pix)[0]}
+        anat, img, zs = render_lateral(p, pix)
+        res = {a.level: a for a in assess_lateral_spine(img, pix)[0]}
         for level in LEVELS:
             v = anat.vertebra(level)
             if v.z_max > zs[0] or v.z_min < zs[-1]:

@@ -16,7 +16,11 @@ def dask_cluster(address: str | None, workers: int) -> Iterator[str]:
     if address:
         yield address
         return
+    import logging
+
     from distributed import LocalCluster
+
+    logging.getLogger("distributed").setLevel(logging.WARNING)
 
     cluster = LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40

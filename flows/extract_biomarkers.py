@@ -236,13 +236,16 @@ def _fan_out(
 
     @flow(name="extract_biomarkers", **options)
     def _extract_flow() -> list[BatchOutput | BaseException]:
-        futures = [
-            extract_batch.with_options(timeout_seconds=timeout_s * len(b)).submit(b, sources) for b in batches
-        ]
+        futures = [extract_batch.submit(b, sources) for b in batches]
+        # Time limit per batch, counted from when the flow starts waiting for it: a batch still running then
+        # is recorded as failed (its series are planned again at the next extractor version) and abandoned;
+        # its worker is stopped when the cluster closes.
         results: list[BatchOutput | BaseException] = []
-        for f in futures:
+        for f, b in zip(futures, batches, strict=True):
             try:
-                results.append(f.result())
+                results.append(f.result(timeout=timeout_s * len(b)))
+            except TimeoutError as e:
+                results.append(TimeoutError(f"time limit of {timeout_s:.0f} s per series exceeded ({e})"))
             except BaseException as e:  # noqa: BLE001 - recorded per series by the caller
                 results.append(e)
         return results

@@ -36,7 +36,12 @@ BONE_CONTRAST = 3.0  # bone HU excess is tripled in the radiograph relative to C
 
 
 def lateral_projection(anat: Anatomy, table: np.ndarray, y: np.ndarray, zs: np.ndarray) -> np.ndarray:
-    """Line integral of attenuation along x for rows ``zs`` (head first) and columns ``y`` (mm)."""
+    """Line integral of attenuation along x for rows ``zs`` (head first) and columns ``y`` (mm).
+
+    The sacral promontory gets its endplate: the top ``CORTEX_MM`` of the S1 body is cortex, as in a real
+    sacrum (the shared anatomy paints the sacral body's top as trabecular bone, which leaves a radiograph
+    without the S1 endplate line that readers count the lumbar levels from).
+    """
     dx = 1.0
     xs = np.arange(-75.0, 75.0 + 1e-6, dx)
     radio = table.copy()
@@ -46,11 +51,40 @@ def lateral_projection(anat: Anatomy, table: np.ndarray, y: np.ndarray, zs: np.n
     s = anat.skin
     chord = 2.0 * s.ax * np.sqrt(np.clip(1.0 - ((y - s.cy) / s.ay) ** 2, 0.0, None))
     outside = np.clip(chord - 2.0 * 75.0, 0.0, None) * 0.95 * MU_WATER
+    l5 = anat.vertebra("L5")
     out = np.empty((len(zs), len(y)), dtype=np.float32)
     for k, z in enumerate(zs):
         lab = anat.paint(xs, y, float(z))  # (ny, nx)
+        dz = anat.z_s1 - float(z)
+        if 0.0 <= dz <= A.CORTEX_MM:  # S1 superior endplate (the sacral body ellipse of the anatomy)
+            yc = l5.yc + 0.6 * dz
+            w, d = l5.width * (1.0 - 0.4 * dz / 100.0), l5.depth * (1.0 - 0.45 * dz / 100.0)
+            body = ((xs[None, :] / (w / 2.0)) ** 2 + ((y[:, None] - yc) / (d / 2.0)) ** 2) <= 1.0
+            lab = np.where(body & (lab == A.SACRUM_TRAB), A.CORTEX, lab)
         out[k] = mu_of[lab].sum(axis=1) * dx + outside
     return out
+
+
+def lateral_radiograph(p: Patient, anat: Anatomy, at: date, pix: float, rng: np.random.Generator,
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stored pixel values (0-4095) of a lateral lumbar radiograph, its row positions ``zs`` (patient z of
+    each row, head first) and column positions ``y`` (mm, anterior -> posterior).
+
+    The field of view runs from 15-40 mm above T10 to 40-70 mm below the top of S1 (the sacrum is always
+    in view, as on a lumbar spine film). Processing: the log signal (line integral) windowed linearly to
+    its 2nd-99.8th percentiles, as a FOR PRESENTATION image; quantum noise SD 25.
+    """
+    l3 = anat.vertebra("L3")
+    z_top = anat.vertebra("T10").z_max + float(rng.uniform(15, 40))
+    z_bot = anat.z_s1 - float(rng.uniform(40, 70))
+    zs = z_top - pix * np.arange(int((z_top - z_bot) / pix))
+    y = l3.yc - 170.0 + pix * np.arange(int(300.0 / pix))
+    table = hu_table(p, at, 80, "none", 0.0)
+    proj = lateral_projection(anat, table, y, zs)
+    lo, hi = np.percentile(proj, [2.0, 99.8])  # processing: log signal windowed to the anatomy
+    img = 4095.0 * np.clip((proj - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
+    img += rng.normal(0.0, 25.0, img.shape)
+    return np.clip(np.rint(img), 0, 4095), zs, y
 
 
 def write_dx_study(arc: Archive, truth: TruthRows, seed: int, p: Patient, anat: Anatomy, study: Study,
@@ -59,16 +93,7 @@ def write_dx_study(arc: Archive, truth: TruthRows, seed: int, p: Patient, anat: 
     rng = np.random.default_rng([seed, p.index, study.index, 0xD7])
     cr = bool(rng.random() < 0.35)
     pix = 2.0 if small else float(rng.choice([0.8, 1.0]))
-    l3 = anat.vertebra("L3")
-    z_top = anat.vertebra("T10").z_max + float(rng.uniform(15, 40))
-    z_bot = anat.z_s1 - float(rng.uniform(40, 70))
-    zs = z_top - pix * np.arange(int((z_top - z_bot) / pix))
-    y = l3.yc - 170.0 + pix * np.arange(int(300.0 / pix))
-    table = hu_table(p, study.study_date, 80, "none", 0.0)
-    proj = lateral_projection(anat, table, y, zs)
-    lo, hi = np.percentile(proj, [2.0, 99.8])  # processing: log signal windowed to the anatomy
-    img = 4095.0 * np.clip((proj - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
-    img += rng.normal(0.0, 25.0, img.shape)
+    img, zs, _ = lateral_radiograph(p, anat, study.study_date, pix, rng)
     ctx = StudyContext.make(seed, p, study, "XR LUMBAR SPINE 2 VIEWS")
     suid = io.uid("series", ctx.study_uid, "dx")
     modality, sop = ("CR", io.CR_IMAGE) if cr else ("DX", io.DX_PRESENTATION)

@@ -4,9 +4,9 @@
 series. Each image is classified from its header (Modality, BodyPartExamined, ViewPosition,
 SeriesDescription) and analysed:
 
-- lateral spine radiograph: the vertebral bodies are found on the linearised image (discs are dark bands
-  bounded by two endplate lines), the levels are counted upwards from the lowest disc (L5/S1), and each
-  body is measured and graded by :mod:`tasks.biomarkers.vertebral_fracture`;
+- lateral spine radiograph: :mod:`tasks.biomarkers.lateral_spine` finds the bodies (endplate lines, discs
+  as darker gaps, expected sizes in mm), counts the levels upwards from the sacrum, and each body is
+  measured and graded by :mod:`tasks.biomarkers.vertebral_fracture`;
 - DXA hip: :func:`tasks.biomarkers.hip_geometry.measure_hip`;
 - DXA lumbar spine: TBS-style variogram index of the L1-L4 bone region (:mod:`tasks.biomarkers.texture`).
 
@@ -30,14 +30,10 @@ from scipy import ndimage as ndi
 from schemas.tables.biomarkers import EXTRACTION_RUNS
 from schemas.tables.fragility import HIP_GEOMETRY, TEXTURE
 from tasks.biomarkers import hip_geometry as hg
-from tasks.biomarkers.genant import LEVELS
+from tasks.biomarkers.lateral_spine import assess_lateral_spine
+from tasks.biomarkers.ranges import enforce_ranges
 from tasks.biomarkers.texture import tbs_index
-from tasks.biomarkers.vertebral_fracture import (
-    VertebraAssessment,
-    assess_heights,
-    fracture_table,
-    guesses_from_centres,
-)
+from tasks.biomarkers.vertebral_fracture import VertebraAssessment, fracture_table
 from tasks.dicom.volume import Opener, list_files
 
 EXTRACTOR = "projection_biomarkers"
@@ -60,6 +56,7 @@ class ProjectionResult:
     hips: list[hg.HipGeometry] = field(default_factory=list)
     tbs: float | None = None
     texture_pixels: int = 0
+    level_confidence: float | None = None
     flags: list[str] = field(default_factory=list)
     status: str = "ok"
     error: str | None = None
@@ -78,6 +75,7 @@ class ProjectionResult:
             "pixel_mm": self.pixel_mm,
             "vertebrae": [{"level": v.level, "center_mm": _r(v.body_center_mm), **v.to_json(),
                            "flags": v.flags} for v in self.vertebrae],
+            "level_confidence": _r(self.level_confidence),
             "spinal_deformity_index": sum(v.genant_grade or 0 for v in self.vertebrae) if self.vertebrae else None,
             "hip_geometry": [h.to_json() for h in self.hips],
             "tbs_index": _r(self.tbs, 4),
@@ -120,7 +118,7 @@ class ProjectionResult:
 def _conform(decl: Any, rows: list[dict[str, Any]]) -> pa.Table:
     if not rows:
         return decl.empty()
-    return decl.conform(pa.Table.from_pylist(rows))
+    return decl.conform(pa.Table.from_pylist(enforce_ranges(decl, rows)))
 
 
 def _r(x: float | None, nd: int = 2) -> float | None:
@@ -176,17 +174,6 @@ def _pixels(ds: pydicom.Dataset) -> NDArray[np.float64]:
     return arr
 
 
-def linearise(img: NDArray[np.float64], ds: pydicom.Dataset) -> NDArray[np.float64]:
-    """Attenuation-like image of a radiograph: -log of the transmitted fraction implied by the stored range.
-
-    A FOR PRESENTATION image stores brighter = more attenuating with the bright end compressed; the
-    transform ``-log(1 - I / (max + 1))`` expands it again. It is monotone, so edges keep their place.
-    """
-    bits = int(ds.get("BitsStored", 12) or 12)
-    top = max(float(2**bits), float(img.max()) + 1.0)
-    return -np.log(np.clip(1.0 - (img - min(float(img.min()), 0.0)) / top, 1e-4, None))
-
-
 def _orient(img: NDArray[np.float64], ds: pydicom.Dataset) -> tuple[NDArray[np.float64], list[str]]:
     """Flip so rows run head -> feet and columns anterior -> posterior (PatientOrientation)."""
     po = [str(x).upper() for x in (ds.get("PatientOrientation") or [])]
@@ -202,118 +189,6 @@ def _orient(img: NDArray[np.float64], ds: pydicom.Dataset) -> tuple[NDArray[np.f
     elif not po[1].startswith("F"):
         flags.append("orientation_assumed")
     return img, flags
-
-
-def find_bodies_lateral(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list[tuple[str, float, float]], list[str]]:
-    """Vertebral body centres (level, row_mm, col_mm) on a linearised lateral spine image, cranial first.
-
-    Notes
-    -----
-    1. Endplates are long bright horizontal lines: a row-wise ridge filter averaged over 20 mm of columns
-       peaks on the column band of the bodies (spinous processes and bowel gas are narrower or curved).
-    2. On that band's profile, discs are the best regularly spaced chain of dark rows flanked by endplate
-       ridges (:func:`_disc_chain`); bodies lie between consecutive discs.
-    3. Levels are counted upwards from the lowest disc, taken as L5/S1 (the sacral segments below have no
-       disc). A transitional vertebra or a lowest disc outside the image shifts every label: the flag
-       ``levels_counted_from_lowest_disc`` says that the labels rest on this assumption.
-    """
-    flags = ["levels_counted_from_lowest_disc"]
-    px = pixel_mm
-    ridge = -ndi.gaussian_filter(lin, max(0.8 / px, 0.5), order=(2, 0))
-    line = ndi.uniform_filter1d(np.clip(ridge, 0, None), max(3, int(20 / px)), axis=1)
-    score = (line**2).sum(axis=0)
-    if not np.any(score > 0):
-        return [], ["no_spine_found"]
-    c = int(np.argmax(score))
-    lab, _ = ndi.label(score > 0.5 * score.max())
-    cols = np.nonzero(lab == lab[c])[0]
-    prof = lin[:, cols.min() : cols.max() + 1].mean(axis=1)
-    rprof = ndi.gaussian_filter1d(ridge[:, cols.min() : cols.max() + 1].mean(axis=1), max(0.5 / px, 0.5))
-    hp = ndi.gaussian_filter1d(prof, max(1.5 / px, 0.5)) - ndi.gaussian_filter1d(prof, 15 / px)
-    discs = _disc_chain(np.clip(rprof, 0.0, None), hp, px)
-    if len(discs) < 2:
-        return [], ["no_spine_found"]
-    discs = sorted(discs)
-    bodies = []
-    for up, down in zip(discs[:-1], discs[1:], strict=True):
-        if 10 / px <= down - up <= 50 / px:
-            bodies.append(0.5 * (up + down))
-    if not bodies:
-        return [], ["no_spine_found"]
-    # count from the bottom: the body just above the lowest disc is L5
-    names = list(reversed(LEVELS))
-    col_mm = 0.5 * (cols.min() + cols.max()) * px
-    out = []
-    for k, row in enumerate(reversed(bodies)):
-        if k >= len(names):
-            break
-        out.append((names[k], row * px, col_mm))
-    return list(reversed(out)), flags
-
-
-def _disc_chain(ridge: NDArray[np.float64], hp: NDArray[np.float64], px: float) -> list[float]:
-    """Disc rows along the spine band, head first: the best chain (dynamic programming) of disc candidates
-    spaced 17-48 mm apart.
-
-    A disc at row r scores the weaker of two endplate ridges at r -/+ g/2 (g = 3-14 mm) where the band is
-    darker than its surroundings; a disc with a ridge only above (L5/S1: the sacrum has no endplate line)
-    scores half its ridge. Each disc in the chain pays a fixed cost (a fifth of the 90th percentile score),
-    so weak candidates join only where they fit the spacing of the column.
-    """
-    n = len(ridge)
-    score = np.zeros(n)
-    gaps = np.arange(max(1, int(1.5 / px)), int(7 / px) + 1)
-    for r in range(n):
-        if hp[r] >= 0:
-            continue
-        best = 0.0
-        for h in gaps:
-            if r - h >= 0 and r + h < n:
-                best = max(best, min(ridge[r - h], ridge[r + h]))
-        one = 0.5 * float(ridge[max(r - gaps[-1], 0) : max(r - gaps[0] + 1, 1)].max())
-        score[r] = max(best, one)
-    if not np.any(score > 0):
-        return []
-    cost = 0.2 * float(np.percentile(score[score > 0], 90))
-    return [float(c) for c in _best_chain(score - cost, int(17 / px), int(48 / px))]
-
-
-def _best_chain(gain: NDArray[np.float64], lo: int, hi: int) -> list[int]:
-    """Indices of the highest-gain chain with consecutive distances in [lo, hi] (only positive gains)."""
-    n = len(gain)
-    f = np.full(n, -np.inf)
-    prev = np.full(n, -1)
-    for r in range(n):
-        if gain[r] <= 0:
-            continue
-        f[r] = gain[r]
-        window = f[max(r - hi, 0) : max(r - lo + 1, 0)]
-        if len(window) and np.max(window) > 0:
-            k = int(np.argmax(window))
-            f[r] = gain[r] + window[k]
-            prev[r] = max(r - hi, 0) + k
-    if not np.any(np.isfinite(f)):
-        return []
-    end = int(np.argmax(f))
-    chain = []
-    while end >= 0:
-        chain.append(end)
-        end = int(prev[end])
-    return sorted(chain)
-
-
-def assess_lateral_spine(lin: NDArray[np.float64], pixel_mm: float) -> tuple[list[VertebraAssessment], list[str]]:
-    """Find, measure and grade the bodies of a linearised lateral spine image (rows head->feet, columns
-    anterior->posterior)."""
-    centres, flags = find_bodies_lateral(lin, pixel_mm)
-    if not centres:
-        return [], flags
-    # rows increase caudally, so "cranial" is towards smaller rows; centres are already cranial first
-    guesses = guesses_from_centres(centres, None, posterior_sign=1.0)
-    res = assess_heights(lin, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5, u_max=0.6, inner_walls=True)
-    for r, (_, row_mm, _) in zip(res, centres, strict=True):
-        r.body_center_mm = row_mm
-    return res, flags
 
 
 def dxa_spine_tbs(img: NDArray[np.float64], pixel_mm: float) -> tuple[float | None, int, list[str]]:
@@ -363,7 +238,7 @@ def analyse_dataset(ds: pydicom.Dataset) -> ProjectionResult:
             res.error = "no PixelSpacing or ImagerPixelSpacing; cannot measure in mm"
         elif kind == "dx_lateral_spine":
             img, oflags = _orient(_pixels(ds), ds)
-            res.vertebrae, vflags = assess_lateral_spine(linearise(img, ds), pix)
+            res.vertebrae, vflags, res.level_confidence = assess_lateral_spine(img, pix)
             res.flags += oflags + vflags
         elif kind == "dxa_hip":
             res.hips = hg.measure_hip(_pixels(ds), pix, side=hg.side_from_header(ds))

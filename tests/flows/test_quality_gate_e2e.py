@@ -47,8 +47,8 @@ def test_missing_omop_column_blocks_publish(hospital: Path, refreshed: dict[str,
     report = Path(summary.report_path).read_text()
     assert "measurement_date" in report
     con = duckdb.connect(str(wh / "osteolake.duckdb"), read_only=True)
-    failed = con.sql(
+    failed = con.execute(
         "select count(*) from dq_results where run_id = ? and not success and severity = 'critical'",
-        params=[summary.run_id],
+        [summary.run_id],
     ).fetchone()[0]
     assert failed >= 1

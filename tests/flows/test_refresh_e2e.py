@@ -25,20 +25,20 @@ def test_refresh_publishes_a_queryable_snapshot(refreshed: dict[str, Any], tmp_p
     assert Path(summary.report_path).is_file()
     monkeypatch.chdir(tmp_path)  # the catalog must work from any working directory
     con = duckdb.connect(str(refreshed["wh"] / "osteolake.duckdb"), read_only=True)
-    n_series = con.sql("select count(*) from series").fetchone()[0]
+    n_series = con.execute("select count(*) from series").fetchone()[0]
     assert n_series > 0
-    assert con.sql("select count(*) from vertebra_measurements").fetchone()[0] > 0
-    assert con.sql("select count(*) from cohort").fetchone()[0] > 0
-    assert con.sql("select count(*) from predictions").fetchone()[0] > 0
-    assert con.sql("select count(*) from dq_results").fetchone()[0] > 0
+    assert con.execute("select count(*) from vertebra_measurements").fetchone()[0] > 0
+    assert con.execute("select count(*) from cohort").fetchone()[0] > 0
+    assert con.execute("select count(*) from predictions").fetchone()[0] > 0
+    assert con.execute("select count(*) from dq_results").fetchone()[0] > 0
 
 
 def test_every_archive_file_is_accounted_for(refreshed: dict[str, Any], hospital: Path) -> None:
     con = duckdb.connect(str(refreshed["wh"] / "osteolake.duckdb"), read_only=True)
     seen = sum(1 for p in (hospital / "archive").rglob("*") if p.is_file())
-    indexed = con.sql("select count(*) from instances").fetchone()[0]
-    dupes = con.sql("select count(*) from duplicates").fetchone()[0]
-    quarantined = con.sql("select count(*) from quarantine").fetchone()[0]
+    indexed = con.execute("select count(*) from instances").fetchone()[0]
+    dupes = con.execute("select count(*) from duplicates").fetchone()[0]
+    quarantined = con.execute("select count(*) from quarantine").fetchone()[0]
     assert indexed + dupes + quarantined == seen
 
 
@@ -74,12 +74,12 @@ def test_rerun_is_idempotent(refreshed: dict[str, Any], hospital: Path) -> None:
 
     wh = refreshed["wh"]
     con = duckdb.connect(str(wh / "osteolake.duckdb"), read_only=True)
-    before = {t: con.sql(f"select count(*) from {t}").fetchone()[0]
+    before = {t: con.execute(f"select count(*) from {t}").fetchone()[0]
               for t in ("instances", "series", "vertebra_measurements", "cohort", "extraction_runs")}
     con.close()
     summary = run_refresh(refresh_settings(hospital, wh))
     assert summary.stages["ingest"].get("new", 0) == 0
     assert summary.stages["extract"]["planned"] == 0
     con = duckdb.connect(str(wh / "osteolake.duckdb"), read_only=True)
-    after = {t: con.sql(f"select count(*) from {t}").fetchone()[0] for t in before}
+    after = {t: con.execute(f"select count(*) from {t}").fetchone()[0] for t in before}
     assert after == before
