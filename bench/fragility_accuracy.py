@@ -185,14 +185,14 @@ def bench_hip(patients: list[Patient], pix: float = 0.5) -> dict[str, float]:
 
 def render_dxa_spine(p: Patient, degraded: bool, pix: float = 0.5, seed: int = 0) -> np.ndarray:
     """AP DXA spine image like ``synthetic.projection.write_dxa_study`` with a chosen microarchitecture."""
-    from synthetic.projection import fbm_texture, spine_abmd
+    from synthetic.projection import HURST_DEGRADED, HURST_NORMAL, fbm_texture, spine_abmd
 
     anat = build_anatomy(p)
     rng = np.random.default_rng([seed, p.index, 7])
     x = np.arange(-60.0, 60.0, pix) + pix / 2
     l1, l4 = anat.vertebra("L1"), anat.vertebra("L4")
     zs = (l1.z_max + 35.0) - pix * np.arange(int((l1.z_max - l4.z_min + 70.0) / pix))
-    hurst = float(rng.uniform(0.52, 0.6) if degraded else rng.uniform(0.68, 0.75))
+    hurst = float(rng.uniform(*HURST_DEGRADED) if degraded else rng.uniform(*HURST_NORMAL))
     tex = fbm_texture(rng, (len(zs), len(x)), hurst)
     img, _ = spine_abmd(anat, p, p.baseline, x, zs, tex, 0.12)
     return np.clip(np.rint(img + rng.normal(0.0, 4.0, img.shape)), 0, 65535)

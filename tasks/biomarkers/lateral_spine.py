@@ -215,12 +215,24 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             far = int(round(SACRUM_BONE_MM / px))
             seg = prof[s + g : min(s + g + far, n)]
             disc = outside_below(b)
-            if len(seg) < 0.8 * far or not np.isfinite(disc):
+            if len(seg) < 0.8 * far or not np.isfinite(disc) or np.mean(seg > disc + 0.5 * cs) < 0.6:
                 continue
-            later = [r for r in peaks if s + 2 * g < r <= s + far and strength[r] >= 0.5]
-            if np.mean(seg > disc + 0.5 * cs) >= 0.8 and not later:
+            # a lumbar body's top would be followed by its bottom endplate and a darker disc; the sacrum
+            # has bone beyond its endplate and no disc below it
+            if not starts_body(s):
                 return s
         return None
+
+    def starts_body(s: int) -> bool:
+        for b in peaks:
+            if b <= s or not BODY_MM[0] <= (b - s) * px <= BODY_MM[1] or strength[b] < 0.5:
+                continue
+            body = inside(s, b)
+            after = _med(prof, b + g + 1, b + g + 1 + w)
+            nxt = [r for r in peaks if DISC_MM[0] <= (r - b) * px <= 15.0 and strength[r] >= 0.5]
+            if nxt and after < body - 0.5 * cs and _med(prof, nxt[0] + g, nxt[0] + g + w) > after + 0.5 * cs:
+                return True
+        return False
 
     def total(k: tuple[int, int]) -> float:
         v = best[k][0]

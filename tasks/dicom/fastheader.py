@@ -17,7 +17,8 @@ import struct
 import threading
 from bisect import bisect_left
 from functools import lru_cache
-from itertools import accumulate
+from itertools import accumulate, islice
+from operator import lt
 from typing import Any
 
 from pydicom._dicom_dict import DicomDictionary
@@ -240,13 +241,6 @@ class _Template:
         self.varying = varying  # indexes that differed from the file before; None: unknown
 
 
-class _Last(threading.local):
-    last: _Template | None = None
-
-
-_TEMPLATE = _Last()
-
-
 def _parse_with_template(
     buf: bytes, pos: int, n: int, implicit: bool, tpl: _Template
 ) -> tuple[Elements, int, list[int], list[bytes], list[tuple[str, Any]], list[int]]:
@@ -374,11 +368,13 @@ class FastHeader:
     with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
     """
 
-    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "tags", "wholes")
+    __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "tags", "wholes",
+                 "layout", "varied")
 
     def __init__(self, meta: Elements, elements: Elements, transfer_syntax: str, implicit: bool,
-                 encoding: str, pixel_pos: int, tags: list[int], wholes: list[bytes]) -> None:
-        self.tags = tags
+                 encoding: str, pixel_pos: int, tags: list[int], wholes: list[bytes],
+                 layout: _Layout | None = None, varied: list[tuple[int, int]] | None = None) -> None:
+        self.tags = tags  # shared with the layout (and the next files): do not modify
         self.wholes = wholes
         self.meta = meta
         self.elements = elements
@@ -386,6 +382,8 @@ class FastHeader:
         self.implicit = implicit
         self.encoding = encoding
         self.pixel_pos = pixel_pos
+        self.layout = layout  # the layout this file matched (None: parsed in full)
+        self.varied = varied  # (index in tags, tag) of the elements that vary in the layout
 
     # -- value access (the HeaderView protocol of tasks.dicom.header) --------------------------------
     def strings(self, tag: int) -> list[str] | None:
@@ -453,8 +451,192 @@ def decode_numbers(vr: str, raw: Any) -> list[float]:
     return [float(v) for v in struct.unpack_from(f"<{count}{fmt}", raw)]
 
 
+class _Layout:
+    """The byte layout of a series' files: static runs of bytes between the few elements that vary.
+
+    Built from two consecutive files with the same elements (file meta and dataset, in order); the next
+    file matches it when every static run is byte-identical at its position and every varying element
+    has the same tag and VR. A match reuses the parse of the static elements, so the result equals a
+    plain parse (identical bytes parse identically; the checks of :func:`read_fast` are re-run).
+    """
+
+    __slots__ = ("runs", "var_idx", "var_tag", "var_vrb", "var_vr", "var_implicit", "n_meta", "var_meta",
+                 "meta_static", "mwholes", "meta", "elements", "tags", "wholes", "implicit", "ordered", "cache")
+
+    def __init__(self, ctags: list[int], cwholes: list[bytes], cvals: list[tuple[str, Any]], var: list[int],
+                 n_meta: int, implicit: bool) -> None:
+        bounds = [-1, *var, len(ctags)]
+        self.runs = [b"".join(cwholes[a + 1 : b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+        self.var_idx = [i - n_meta for i in var]  # dataset index (negative: a file meta element)
+        self.var_tag = [ctags[i] for i in var]
+        self.var_vrb = [cwholes[i][4:6] for i in var]
+        self.var_vr = [cvals[i][0] for i in var]
+        self.var_implicit = [implicit and i >= n_meta for i in var]
+        self.n_meta = n_meta
+        self.var_meta = sum(i < n_meta for i in var)
+        self.meta_static = sum(len(cwholes[i]) for i in range(n_meta) if i not in var)
+        self.mwholes = cwholes[:n_meta]
+        self.meta: Elements = dict(zip(ctags[:n_meta], cvals[:n_meta], strict=True))
+        self.tags = ctags[n_meta:]
+        self.wholes = cwholes[n_meta:]
+        self.elements: Elements = dict(zip(self.tags, cvals[n_meta:], strict=True))
+        self.implicit = implicit
+        self.ordered = all(map(lt, self.tags, islice(self.tags, 1, None)))
+        self.cache: dict[Any, Any] = {}  # per-layout memos of tasks.dicom.header and .dicom_json
+
+    @staticmethod
+    def simple(tag: int, whole: bytes, val: tuple[str, Any], implicit: bool) -> bool:
+        """A varying element must be one the matcher re-reads by itself: defined length, no items."""
+        if tag in PIXEL_TAGS or tag >> 16 == 0xFFFE or not isinstance(val[1], bytes):
+            return False
+        if implicit:
+            return val[0] not in ("SQ", "UN") and len(whole) == 8 + _U32.unpack_from(whole, 4)[0]
+        return whole[4:6] in _SHORT_B and len(whole) == 8 + (whole[6] | whole[7] << 8)
+
+
+class _State(threading.local):
+    """Per-thread reader state: the last full parse (template), its entries and the current layout."""
+
+    last: _Template | None = None
+    prev: tuple[list[int], list[bytes]] | None = None
+    layout: _Layout | None = None
+
+
+_TEMPLATE = _State()
+_PIXEL_PAIRS = frozenset((t >> 16, t & 0xFFFF) for t in PIXEL_TAGS)
+TIGHTEN = 3  # a layout with this many varying elements that did not vary is rebuilt from this file
+
+
+def reset_state() -> None:
+    """Forget this thread's previous files (template and layout)."""
+    _TEMPLATE.last = None
+    _TEMPLATE.prev = None
+    _TEMPLATE.layout = None
+
+
+def _match(buf: bytes, lay: _Layout) -> tuple[int, list[tuple[bytes, tuple[str, Any]]], int] | None:
+    """Where the dataset ends, the varying elements and how many of them equal the layout's; ``None``:
+    no match (parse the file in full)."""
+    pos, n = 132, len(buf)
+    runs = lay.runs
+    new: list[tuple[bytes, tuple[str, Any]]] = []
+    same = 0
+    for i, tag in enumerate(lay.var_tag):
+        r = runs[i]
+        if not buf.startswith(r, pos):
+            return None
+        pos += len(r)
+        if pos + 8 > n:
+            return None
+        if lay.var_implicit[i]:
+            group, elem, length = _IMPL.unpack_from(buf, pos)
+        else:
+            group, elem = _U16x2.unpack_from(buf, pos)
+            if buf[pos + 4 : pos + 6] != lay.var_vrb[i]:
+                return None
+            length = buf[pos + 6] | buf[pos + 7] << 8
+        nxt = pos + 8 + length
+        if group << 16 | elem != tag or nxt > n:
+            return None
+        whole = buf[pos:nxt]
+        j = lay.var_idx[i]
+        same += whole == (lay.wholes[j] if j >= 0 else lay.mwholes[lay.n_meta + j])
+        new.append((whole, (lay.var_vr[i], buf[pos + 8 : nxt])))
+        pos = nxt
+    r = runs[-1]
+    if not buf.startswith(r, pos):
+        return None
+    pos += len(r)
+    if pos < n and (pos + 8 > n or _U16x2.unpack_from(buf, pos) not in _PIXEL_PAIRS):
+        return None  # more elements, or a truncated one: the full parse decides
+    return pos, new, same
+
+
+def _syntax(buf: bytes, meta: Elements, data_start: int) -> tuple[str, bool]:
+    """Transfer syntax and whether it is implicit VR; raises for what the fast reader does not read."""
+    ts_e = meta.get(0x00020010)
+    if ts_e is None:
+        raise FastPathUnsupported("file meta has no TransferSyntaxUID")
+    ts = bytes(ts_e[1]).decode("latin_1").rstrip("\0 ")
+    if ts in (EXPLICIT_BE, DEFLATED_LE):
+        raise FastPathUnsupported(f"transfer syntax {ts}")
+    implicit = ts == IMPLICIT_LE
+    # pydicom checks the first element's VR bytes and switches syntax if the file disagrees; so do we.
+    if data_start + 6 <= len(buf):
+        vr_bytes = buf[data_start + 4 : data_start + 6]
+        looks_explicit = vr_bytes in _SHORT_B or vr_bytes in _LONG_B
+        if looks_explicit == implicit:
+            raise FastPathUnsupported("dataset VR encoding differs from the transfer syntax")
+    return ts, implicit
+
+
+def _charset(elements: Elements) -> str:
+    cs = elements.get(0x00080005)
+    if cs is None:
+        return "latin_1"
+    name = bytes(cs[1]).decode("latin_1").strip(" \0")
+    if name not in CHARSETS:
+        raise FastPathUnsupported(f"SpecificCharacterSet {name!r}")
+    return CHARSETS[name]
+
+
+def _read_matched(buf: bytes, lay: _Layout) -> FastHeader | None:
+    """:func:`read_fast` for a file that matches ``lay``; ``None`` if it does not."""
+    m = _match(buf, lay)
+    if m is None:
+        return None
+    pixel_pos, new, same = m
+    meta = lay.meta
+    elements = lay.elements.copy()
+    wholes = lay.wholes.copy()
+    data_start = 132 + lay.meta_static
+    if lay.var_meta:
+        meta = meta.copy()
+        data_start += sum(len(w) for j, (w, _) in zip(lay.var_idx, new, strict=False) if j < 0)
+        if buf[132:140] == b"\x02\x00\x00\x00UL\x04\x00" and 144 + _U32.unpack_from(buf, 140)[0] > data_start:
+            return None  # the stated group length reaches into the dataset: the full parse decides
+    varied = []
+    for j, tag, (whole, val) in zip(lay.var_idx, lay.var_tag, new, strict=True):
+        if j < 0:
+            meta[tag] = val
+        else:
+            elements[tag] = val
+            wholes[j] = whole
+            varied.append((j, tag))
+    ts, implicit = _syntax(buf, meta, data_start)
+    if implicit != lay.implicit:
+        return None
+    encoding = _charset(elements)
+    check_pixel_data(buf, pixel_pos, implicit)
+    if same >= TIGHTEN:  # learnt across two series: learn it again from this file, with what varies here
+        mwholes = lay.mwholes.copy()
+        for j, (w, _) in zip(lay.var_idx, new, strict=True):
+            if j < 0:
+                mwholes[lay.n_meta + j] = w
+        cwholes = mwholes + wholes
+        old = lay.mwholes + lay.wholes
+        var = [lay.n_meta + j for j in lay.var_idx if cwholes[lay.n_meta + j] != old[lay.n_meta + j]]
+        cvals = [*meta.values(), *map(elements.__getitem__, lay.tags)]
+        _TEMPLATE.layout = _Layout([*meta, *lay.tags], cwholes, cvals, var, lay.n_meta, implicit)
+    return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, lay.tags, wholes, lay, varied)
+
+
+def _new_layout(prev: tuple[list[int], list[bytes]] | None, ctags: list[int], cwholes: list[bytes],
+                cvals: list[tuple[str, Any]], n_meta: int, implicit: bool) -> _Layout | None:
+    """A layout from the previous file's and this file's entries, if they have the same elements."""
+    if prev is None or prev[0] != ctags or any(t >> 16 != 2 for t in ctags[:n_meta]):
+        return None
+    var = [i for i, (a, b) in enumerate(zip(prev[1], cwholes, strict=True)) if a is not b and a != b]
+    if not all(_Layout.simple(ctags[i], cwholes[i], cvals[i], implicit and i >= n_meta) for i in var):
+        return None
+    return _Layout(ctags, cwholes, cvals, var, n_meta, implicit)
+
+
 def read_fast(buf: bytes) -> FastHeader:
     """Parse the header of a DICOM Part 10 file held in ``buf`` (pixel data is located, not read).
+
+    Consecutive files of a series mostly repeat each other byte for byte: a file that matches the
+    layout learnt from the previous two (see :class:`_Layout`) re-reads only the elements that vary.
 
     Raises
     ------
@@ -465,33 +647,29 @@ def read_fast(buf: bytes) -> FastHeader:
     """
     if len(buf) < 132 or buf[128:132] != b"DICM":
         raise FastPathUnsupported("no DICM preamble")
+    st = _TEMPLATE
+    if st.layout is not None:
+        fh = _read_matched(buf, st.layout)
+        if fh is not None:
+            return fh
+    st.layout = None
     # File meta: explicit VR LE, group 0002, read until the group changes.
     pos = 132
     meta: Elements = {}
+    mtags: list[int] = []
+    mwholes: list[bytes] = []
     n = len(buf)
     if buf[132:140] == b"\x02\x00\x00\x00UL\x04\x00" and n >= 144:  # group length: parse the group at once
         (glen,) = _U32.unpack_from(buf, 140)
-        meta, pos = _parse(buf, 132, min(144 + glen, n), False, top=False)
+        meta, pos = _parse(buf, 132, min(144 + glen, n), False, False, mtags, mwholes)
     while pos + 8 <= n:  # elements of group 2 past the stated length (or no group length at all)
         group = buf[pos] | buf[pos + 1] << 8
         if group != 2:
             break
-        part, pos = _parse(buf, pos, pos + 1, False, top=False)  # one element
+        part, pos = _parse(buf, pos, pos + 1, False, False, mtags, mwholes)  # one element
         meta.update(part)
-    ts_e = meta.get(0x00020010)
-    if ts_e is None:
-        raise FastPathUnsupported("file meta has no TransferSyntaxUID")
-    ts = bytes(ts_e[1]).decode("latin_1").rstrip("\0 ")
-    if ts in (EXPLICIT_BE, DEFLATED_LE):
-        raise FastPathUnsupported(f"transfer syntax {ts}")
-    implicit = ts == IMPLICIT_LE
-    # pydicom checks the first element's VR bytes and switches syntax if the file disagrees; so do we.
-    if pos + 6 <= n:
-        vr_bytes = buf[pos + 4 : pos + 6]
-        looks_explicit = vr_bytes in _SHORT_B or vr_bytes in _LONG_B
-        if looks_explicit == implicit:
-            raise FastPathUnsupported("dataset VR encoding differs from the transfer syntax")
-    tpl = _TEMPLATE.last
+    ts, implicit = _syntax(buf, meta, pos)
+    tpl = st.last
     if tpl is not None and tpl.implicit == implicit and tpl.data_start == pos:
         elements, pixel_pos, tags, wholes, vals, varying = _parse_with_template(buf, pos, n, implicit, tpl)
     else:
@@ -499,13 +677,13 @@ def read_fast(buf: bytes) -> FastHeader:
         elements, pixel_pos = _parse(buf, pos, n, implicit, True, tags, wholes)
         vals = list(map(elements.__getitem__, tags))
         varying = None
-    _TEMPLATE.last = _Template(buf, pos, implicit, tags, wholes, vals, varying)
-    cs = elements.get(0x00080005)
-    encoding = "latin_1"
-    if cs is not None:
-        name = bytes(cs[1]).decode("latin_1").strip(" \0")
-        if name not in CHARSETS:
-            raise FastPathUnsupported(f"SpecificCharacterSet {name!r}")
-        encoding = CHARSETS[name]
+    st.last = _Template(buf, pos, implicit, tags, wholes, vals, varying)
+    prev, st.prev = st.prev, None
+    encoding = _charset(elements)
     check_pixel_data(buf, pixel_pos, implicit)
+    if len(mtags) == len(meta) and len(tags) == len(elements):  # no repeated tag: the entries are the file
+        ctags, cwholes = mtags + tags, mwholes + wholes
+        st.layout = _new_layout(prev, ctags, cwholes, [*map(meta.__getitem__, mtags), *vals], len(mtags),
+                                implicit)
+        st.prev = (ctags, cwholes)
     return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, tags, wholes)

@@ -231,7 +231,7 @@ def reset_memos() -> None:
     _SERIES.clear()
     _VALUES.clear()
     dicom_json._BY_ELEMENT.clear()
-    fastheader._TEMPLATE.last = None
+    fastheader.reset_state()
 
 
 def build_row_fast(fh: FastHeader, *, key: bytes, default_issuer: str | None = None) -> dict[str, Any]:

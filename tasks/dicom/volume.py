@@ -1,7 +1,9 @@
 """Build a CT volume in Hounsfield units from the files of one or more series.
 
-Two passes: headers first (no pixel data), then pixel data only for the slices of the chosen series.
-Slices are ordered by their position along the slice normal and the array is put in a canonical
+Each file is read once: its bytes are parsed by the fast header reader
+(:func:`tasks.dicom.fastheader.read_fast`, only the tags needed here are decoded) and, for the chosen
+series, native pixel data is taken straight from the same bytes with ``numpy.frombuffer``; compressed
+syntaxes and anything the fast reader does not handle go through pydicom (and pylibjpeg). Slices are ordered by their position along the slice normal and the array is put in a canonical
 orientation: axis 0 runs from feet to head (patient z increasing), axis 1 from anterior to posterior,
 axis 2 from the patient's right to left (DICOM LPS). Irregularities (gantry tilt, missing slices, mixed
 spacing, localizers, duplicates) are flagged on the volume rather than raised.
@@ -10,7 +12,9 @@ spacing, localizers, duplicates) are flagged on the volume rather than raised.
 from __future__ import annotations
 
 import enum
+import io
 import os
+import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +24,8 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+
+from tasks.dicom.fastheader import FastPathUnsupported, Truncated, read_fast
 
 Opener = Callable[[str], IO[bytes]]
 """Opens a path or URL for binary reading (e.g. ``fsspec.open(...).open``); default: the local file."""
@@ -134,36 +140,138 @@ class Volume:
         return int(np.argmin(np.abs(self.slice_z_mm - z_mm)))
 
 
-_CACHE: dict[str, Dataset] = {}  # header datasets of the current load, by path (pixel data deferred)
+@dataclass
+class _Payload:
+    """What the pixel pass needs of one file read by :func:`read_headers` (kept only for the load)."""
+
+    buf: bytes
+    pixel_pos: int  # offset of the PixelData element, -1 when the fast path does not apply
+    implicit: bool
+    slope: float
+    intercept: float
+    signed: bool
+    bits: int
+    samples: int
 
 
-def _float(ds: Dataset, key: str) -> float | None:
-    v = ds.get(key)
-    if v is None or v == "":
-        return None
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
+_PAYLOAD_BUDGET = 2 * 1024**3  # at most this many file bytes are kept between the passes; the rest are re-read
+_PIXEL_DATA = 0x7FE00010
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+# Tags read here (group, element) -> decoded lazily from the fast reader's raw elements.
+_T = {
+    "SeriesInstanceUID": 0x0020000E, "StudyInstanceUID": 0x0020000D, "SOPInstanceUID": 0x00080018,
+    "Modality": 0x00080060, "ImageType": 0x00080008, "Rows": 0x00280010, "Columns": 0x00280011,
+    "ImagePositionPatient": 0x00200032, "ImageOrientationPatient": 0x00200037, "PixelSpacing": 0x00280030,
+    "SliceThickness": 0x00180050, "KVP": 0x00180060, "ContrastBolusAgent": 0x00180010,
+    "GantryDetectorTilt": 0x00181120, "Manufacturer": 0x00080070, "ConvolutionKernel": 0x00181210,
+    "SeriesDescription": 0x0008103E, "NumberOfFrames": 0x00280008, "RescaleSlope": 0x00281053,
+    "RescaleIntercept": 0x00281052, "BitsAllocated": 0x00280100, "PixelRepresentation": 0x00280103,
+    "SamplesPerPixel": 0x00280002,
+}
 
 
-def _floats(ds: Dataset, key: str, n: int) -> tuple[float, ...] | None:
-    v = ds.get(key)
-    if v is None or v == "":
-        return None
-    try:
-        out = tuple(float(x) for x in v)
-    except (TypeError, ValueError):
-        return None
-    return out if len(out) == n else None
+class _FastView:
+    """``get``-style access to the needed tags of a :class:`~tasks.dicom.fastheader.FastHeader`."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+
+    def text(self, key: str) -> str:
+        return "\\".join(self.texts(key))
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        try:
+            return tuple(self.fh.strings(_T[key]) or ())
+        except FastPathUnsupported:  # not a string VR (e.g. UN): treated as absent
+            return ()
+
+    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
+        try:
+            vals = self.fh.numbers(_T[key])
+        except (ValueError, FastPathUnsupported):
+            return None
+        return tuple(vals) if vals and len(vals) == n else None
+
+    def num(self, key: str) -> float | None:
+        v = self.nums(key, 1)
+        return v[0] if v else None
+
+
+class _DatasetView(_FastView):
+    """The same access over a pydicom dataset (the fallback path)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def text(self, key: str) -> str:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return ""
+        if isinstance(v, str | int | float):
+            return str(v)
+        return "\\".join(str(x) for x in v)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return ()
+        return (str(v),) if isinstance(v, str) else tuple(str(x) for x in v)
+
+    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return None
+        try:
+            out = tuple(float(x) for x in v) if n > 1 or not isinstance(v, str | int | float) else (float(v),)
+        except (TypeError, ValueError):
+            return None
+        return out if len(out) == n else None
 
 
 def _open(path: str, opener: Opener | None) -> Any:
     return opener(path) if opener is not None else path
 
 
-def read_header(path: str | os.PathLike[str], opener: Opener | None = None) -> SliceHeader:
-    """Read the header of one DICOM file without its pixel data.
+def _read_bytes(path: str, opener: Opener | None) -> bytes:
+    if opener is None:
+        with open(path, "rb") as fh:
+            return fh.read()
+    f = opener(path)
+    try:
+        return bytes(f.read())
+    finally:
+        f.close()
+
+
+def _parse(p: str, buf: bytes) -> tuple[_FastView, _Payload]:
+    """Header view and pixel payload of one file: the fast reader first, pydicom when it declines."""
+    view: _FastView
+    try:
+        fh = read_fast(buf)
+        view = _FastView(fh)
+        ts, pos, implicit = fh.transfer_syntax, fh.pixel_pos, fh.implicit
+    except FastPathUnsupported:
+        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=True, force=False)
+        view = _DatasetView(ds)
+        ts, pos, implicit = "", -1, False
+    native = ts in _UNCOMPRESSED and pos + 8 <= len(buf) and struct.unpack_from("<I", buf, pos)[0] == (
+        _PIXEL_DATA >> 16 | (_PIXEL_DATA & 0xFFFF) << 16)
+    payload = _Payload(
+        buf=buf, pixel_pos=pos if native else -1, implicit=implicit,
+        slope=view.num("RescaleSlope") or 1.0, intercept=view.num("RescaleIntercept") or 0.0,
+        signed=int(view.num("PixelRepresentation") or 0) == 1, bits=int(view.num("BitsAllocated") or 16),
+        samples=int(view.num("SamplesPerPixel") or 1),
+    )
+    return view, payload
+
+
+def read_header(
+    path: str | os.PathLike[str], opener: Opener | None = None, *, keep: dict[str, _Payload] | None = None
+) -> SliceHeader:
+    """Read the header of one DICOM file (only the tags volume building and series selection need).
+
+    ``keep`` (internal): a dict that receives the file's bytes for a later pixel pass, so that each file
+    is read once.
 
     Raises
     ------
@@ -172,38 +280,36 @@ def read_header(path: str | os.PathLike[str], opener: Opener | None = None) -> S
     """
     p = str(path)
     try:
-        if opener is None:
-            # Pixel data is deferred (read from the file only if accessed), so this one parse also
-            # serves the pixel pass of the chosen series.
-            ds = pydicom.dcmread(p, defer_size="64 KB", force=False)
-            _CACHE[p] = ds
-        else:
-            ds = pydicom.dcmread(_open(p, opener), stop_before_pixels=True, force=False)
-    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError) as e:
+        buf = _read_bytes(p, opener)
+        v, payload = _parse(p, buf)
+    except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError,
+            Truncated, struct.error, UnicodeDecodeError) as e:
         raise ValueError(f"{p}: not a readable DICOM file ({type(e).__name__}: {e})") from e
-    orient = _floats(ds, "ImageOrientationPatient", 6)
-    ps = _floats(ds, "PixelSpacing", 2)
-    pos = _floats(ds, "ImagePositionPatient", 3)
+    if keep is not None:
+        keep[p] = payload
+    pos = v.nums("ImagePositionPatient", 3)
+    ps = v.nums("PixelSpacing", 2)
+    agent = v.text("ContrastBolusAgent")
     return SliceHeader(
         path=p,
-        series_instance_uid=str(ds.get("SeriesInstanceUID", "") or ""),
-        study_instance_uid=str(ds.get("StudyInstanceUID", "") or ""),
-        sop_instance_uid=str(ds.get("SOPInstanceUID", "") or ""),
-        modality=str(ds.get("Modality", "") or ""),
-        image_type=tuple(str(t) for t in (ds.get("ImageType") or ())),
-        rows=int(ds.get("Rows", 0) or 0),
-        columns=int(ds.get("Columns", 0) or 0),
+        series_instance_uid=v.text("SeriesInstanceUID"),
+        study_instance_uid=v.text("StudyInstanceUID"),
+        sop_instance_uid=v.text("SOPInstanceUID"),
+        modality=v.text("Modality"),
+        image_type=v.texts("ImageType"),
+        rows=int(v.num("Rows") or 0),
+        columns=int(v.num("Columns") or 0),
         position=(pos[0], pos[1], pos[2]) if pos else None,
-        orientation=orient,
+        orientation=v.nums("ImageOrientationPatient", 6),
         pixel_spacing=(ps[0], ps[1]) if ps else None,
-        slice_thickness=_float(ds, "SliceThickness"),
-        kvp=_float(ds, "KVP"),
-        contrast_agent=(str(ds.get("ContrastBolusAgent")) if ds.get("ContrastBolusAgent") else None),
-        gantry_tilt_deg=_float(ds, "GantryDetectorTilt") or 0.0,
-        manufacturer=str(ds.get("Manufacturer", "") or ""),
-        kernel=str(ds.get("ConvolutionKernel", "") or ""),
-        series_description=str(ds.get("SeriesDescription", "") or ""),
-        number_of_frames=int(ds.get("NumberOfFrames", 1) or 1),
+        slice_thickness=v.num("SliceThickness"),
+        kvp=v.num("KVP"),
+        contrast_agent=agent or None,
+        gantry_tilt_deg=v.num("GantryDetectorTilt") or 0.0,
+        manufacturer=v.text("Manufacturer"),
+        kernel=v.text("ConvolutionKernel"),
+        series_description=v.text("SeriesDescription"),
+        number_of_frames=int(v.num("NumberOfFrames") or 1),
     )
 
 
@@ -221,16 +327,25 @@ def list_files(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
 
 
 def read_headers(
-    paths: Sequence[str], opener: Opener | None = None
+    paths: Sequence[str], opener: Opener | None = None, *, keep: dict[str, _Payload] | None = None
 ) -> tuple[list[SliceHeader], list[tuple[str, str]]]:
-    """Headers of every readable DICOM file and ``(path, reason)`` for the others."""
+    """Headers of every readable DICOM file and ``(path, reason)`` for the others.
+
+    ``keep`` (internal): receives the files' bytes (up to 2 GiB in all) for the pixel pass.
+    """
     good: list[SliceHeader] = []
     bad: list[tuple[str, str]] = []
+    kept = 0
     for p in paths:
+        mine: dict[str, _Payload] | None = {} if keep is not None and kept <= _PAYLOAD_BUDGET else None
         try:
-            good.append(read_header(p, opener))
+            good.append(read_header(p, opener, keep=mine))
         except ValueError as e:
             bad.append((p, str(e)))
+            continue
+        if keep is not None and mine:
+            kept += len(mine[p].buf)
+            keep.update(mine)
     return good, bad
 
 
@@ -267,16 +382,37 @@ def axial_score(headers: Sequence[SliceHeader]) -> tuple[int, float, int]:
     return (1, -round(spacing, 2), len(ok))
 
 
-def _decode(ds: Dataset) -> np.ndarray:
-    """Pixel array of one single-frame slice; fast path for native little-endian data."""
-    ts = ds.file_meta.TransferSyntaxUID if "TransferSyntaxUID" in ds.file_meta else None
-    bits = int(ds.get("BitsAllocated", 16))
-    if ts is not None and not ts.is_compressed and ts.is_little_endian and bits == 16 and "PixelData" in ds:
-        dtype = np.int16 if int(ds.get("PixelRepresentation", 0)) == 1 else np.uint16
-        n = int(ds.Rows) * int(ds.Columns)
-        arr = np.frombuffer(ds.PixelData, dtype=dtype, count=n)
-        return arr.reshape(int(ds.Rows), int(ds.Columns))
-    return np.asarray(ds.pixel_array)
+def _decode(h: SliceHeader, payload: _Payload, out: np.ndarray) -> None:
+    """Write the HU of one slice into ``out`` (rows x columns float32), padding clipped to -1024 HU.
+
+    Native little-endian 16-bit data is read from the file bytes with ``numpy.frombuffer``; anything else
+    (compressed syntaxes through pylibjpeg, 8/32-bit, big endian) goes through pydicom's ``pixel_array``.
+    """
+    n = h.rows * h.columns
+    pos = payload.pixel_pos
+    raw: np.ndarray | None = None
+    if pos >= 0 and payload.bits == 16 and payload.samples == 1:
+        buf = payload.buf
+        if payload.implicit:
+            (length,) = struct.unpack_from("<I", buf, pos + 4)
+            start = pos + 8
+        else:
+            (length,) = struct.unpack_from("<I", buf, pos + 8)
+            start = pos + 12
+        if length >= 2 * n and start + 2 * n <= len(buf):
+            dtype = np.int16 if payload.signed else np.uint16
+            raw = np.frombuffer(buf, dtype=dtype, count=n, offset=start).reshape(h.rows, h.columns)
+    if raw is None:
+        ds = pydicom.dcmread(io.BytesIO(payload.buf), force=False)
+        raw = np.asarray(ds.pixel_array)
+        if raw.shape != out.shape:
+            raise ValueError(f"{h.path}: pixel array {raw.shape} is not {out.shape}")
+    if payload.slope != 1.0:
+        np.multiply(raw, np.float32(payload.slope), out=out, dtype=np.float32)
+        out += np.float32(payload.intercept)
+    else:
+        np.add(raw, np.float32(payload.intercept), out=out, dtype=np.float32)
+    np.maximum(out, np.float32(-1024.0), out=out)  # padding (e.g. -2000 outside the field of view) -> air
 
 
 def build_volume(
@@ -284,6 +420,7 @@ def build_volume(
     opener: Opener | None = None,
     *,
     spacing_tolerance: float = 0.1,
+    _payloads: dict[str, _Payload] | None = None,
 ) -> Volume:
     """Read the pixel data of one series' slices and assemble a canonical HU volume.
 
@@ -367,52 +504,48 @@ def build_volume(
     if th and len(hs) > 1 and abs(th - dz) > 0.25 * dz:
         flags.append(VolumeFlag.THICKNESS_SPACING_MISMATCH.value)
 
-    slices: list[np.ndarray] = []
-    used: list[SliceHeader] = []
-    bad = 0
-    for h in hs:
+    # Canonical order and in-plane flips are applied while each slice is written (no copy of the volume).
+    pos_all = np.array([h.position for h in hs], dtype=float)
+    r = np.asarray(orient[:3])
+    c = np.asarray(orient[3:6])
+    rev = len(hs) > 1 and pos_all[-1, 2] < pos_all[0, 2]
+    if rev:
+        hs = hs[::-1]
+    flip_x, flip_y = bool(r[0] < 0), bool(c[1] < 0)
+    if rev or flip_x or flip_y:
+        flags.append(VolumeFlag.REORIENTED.value)
+    rows, cols = hs[0].rows, hs[0].columns
+    arr = np.empty((len(hs), rows, cols), dtype=np.float32)
+    plane = np.empty((rows, cols), dtype=np.float32) if (flip_x or flip_y) else None
+    ok = np.zeros(len(hs), dtype=bool)
+    for k, h in enumerate(hs):
         try:
-            cached = _CACHE.pop(h.path, None) if opener is None else None
-            ds = cached if cached is not None else pydicom.dcmread(_open(h.path, opener))
-            raw = _decode(ds)
-            slope = _float(ds, "RescaleSlope") or 1.0
-            inter = _float(ds, "RescaleIntercept") or 0.0
+            payload = _payloads.pop(h.path, None) if _payloads is not None else None
+            if payload is None:
+                payload = _parse(h.path, _read_bytes(h.path, opener))[1]
+            if plane is None:
+                _decode(h, payload, arr[k])
+            else:
+                _decode(h, payload, plane)
+                arr[k] = plane[::-1 if flip_y else 1, ::-1 if flip_x else 1]
+            ok[k] = True
         except Exception:  # noqa: BLE001 - any decoder failure is recorded as a flag, the slice skipped
-            bad += 1
             continue
-        hu = raw.astype(np.float32)
-        if slope != 1.0:
-            hu *= np.float32(slope)
-        if inter != 0.0:
-            hu += np.float32(inter)
-        slices.append(hu)
-        used.append(h)
-    if not slices:
+    if not ok.any():
         raise ValueError(f"series {uid!r}: none of {len(hs)} slices could be decoded")
-    if bad:
+    used = [h for h, g in zip(hs, ok, strict=True) if g]
+    if not ok.all():
         flags.append(VolumeFlag.UNREADABLE_SLICES.value)
-    arr = np.stack(slices)
-    np.maximum(arr, -1024.0, out=arr)  # padding values (e.g. -2000 outside the field of view) -> air
+        arr = arr[ok]
     pos = np.array([h.position for h in used], dtype=float)
     zs = pos[:, 2].copy()
     ps = used[0].pixel_spacing or (1.0, 1.0)
     dy, dx = float(ps[0]), float(ps[1])
     origin = [float(pos[0, 0]), float(pos[0, 1]), float(pos[0, 2])]
-    r = np.asarray(orient[:3])
-    c = np.asarray(orient[3:6])
-    if zs[-1] < zs[0]:
-        arr = arr[::-1]
-        zs = zs[::-1].copy()
-        origin[2] = float(zs[0])
-        flags.append(VolumeFlag.REORIENTED.value)
-    if r[0] < 0:  # columns run right-to-left in the patient: flip to left-increasing
-        arr = arr[:, :, ::-1]
-        origin[0] = origin[0] - (arr.shape[2] - 1) * dx
-        flags.append(VolumeFlag.REORIENTED.value)
-    if c[1] < 0:
-        arr = arr[:, ::-1, :]
-        origin[1] = origin[1] - (arr.shape[1] - 1) * dy
-        flags.append(VolumeFlag.REORIENTED.value)
+    if flip_x:  # columns ran right-to-left in the patient: now left-increasing
+        origin[0] = origin[0] - (cols - 1) * dx
+    if flip_y:
+        origin[1] = origin[1] - (rows - 1) * dy
     agent = used[0].contrast_agent
     return Volume(
         hu=np.ascontiguousarray(arr),
@@ -446,7 +579,8 @@ def load_best_ct_volume(
     files = list_files(paths)
     if not files:
         raise ValueError(f"paths {paths!r}: no files found")
-    headers, bad = read_headers(files, opener)
+    payloads: dict[str, _Payload] = {}
+    headers, bad = read_headers(files, opener, keep=payloads)
     if not headers:
         raise ValueError(f"paths {paths!r}: none of {len(files)} files is readable DICOM ({bad[0][1]})")
     groups = group_series(headers)
@@ -459,11 +593,8 @@ def load_best_ct_volume(
     usable = [h for h in hs if h.modality == "CT" and h.position]  # build_volume drops and flags localizers
     if not usable:
         usable = [h for h in hs if h.modality == "CT"]
-    try:
-        vol = build_volume(usable, opener)
-    finally:
-        for f in files:
-            _CACHE.pop(f, None)
+    vol = build_volume(usable, opener, _payloads=payloads)
+    payloads.clear()
     selection = {
         "series_instance_uid": uid,
         "candidates": [

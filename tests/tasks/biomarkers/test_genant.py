@@ -118,3 +118,39 @@ def test_missing_heights_and_bad_levels() -> None:
 
 def test_fracture_type_accepts_string() -> None:
     assert FractureType("Wedge") is FractureType.WEDGE
+
+
+def test_implausible_measurements_become_null_with_a_flag() -> None:
+    from schemas.registry import get_table
+    from tasks.biomarkers.genant import VertebralHeights, grade_vertebrae
+    from tasks.biomarkers.vertebral_fracture import VertebraAssessment, fracture_table
+
+    # the nightly-publish incident: Ha/Hp 3.1 and Hm/Hp 3.7 from a mis-measured posterior wall
+    hs = [VertebralHeights("L1", 26.0, 25.0, 26.5), VertebralHeights("L2", 31.0, 37.0, 10.0),
+          VertebralHeights("L3", 27.0, 26.0, 70.0), VertebralHeights("L4", 27.5, 26.5, 27.5)]
+    res = {r.level: r for r in grade_vertebrae(hs)}
+    assert res["L2"].ratio_anterior_posterior is None and res["L2"].genant_grade is None
+    assert res["L2"].height_posterior_mm is None and "implausible_ratio" in res["L2"].flags
+    assert res["L3"].height_posterior_mm is None and "implausible_height" in res["L3"].flags
+    assert res["L1"].genant_grade == 0 and res["L4"].genant_grade == 0  # neighbours still graded
+    rows = [VertebraAssessment.from_result(r, None, []) for r in res.values()]
+    t = fracture_table("1.2.3", None, rows, "radiograph", "test")
+    decl = get_table("vertebral_fractures")
+    for col in decl.columns:
+        if col.min is None and col.max is None:
+            continue
+        vals = [v for v in t.column(col.name).to_pylist() if v is not None]
+        assert all((col.min is None or v >= col.min) and (col.max is None or v <= col.max) for v in vals), col.name
+    assert "implausible_ratio" in t.column("qc_flags").to_pylist()[1]
+
+
+def test_enforce_ranges_nulls_and_flags() -> None:
+    from schemas.registry import get_table
+    from tasks.biomarkers.ranges import enforce_ranges
+
+    decl = get_table("hip_geometry")
+    rows = enforce_ranges(decl, [{"femoral_neck_width_mm": 31.0, "hip_axis_length_mm": 260.0,
+                                  "neck_shaft_angle_deg": float("nan"), "qc_flags": "side_assumed"}])
+    assert rows[0]["femoral_neck_width_mm"] == 31.0 and rows[0]["hip_axis_length_mm"] is None
+    assert rows[0]["neck_shaft_angle_deg"] is None
+    assert rows[0]["qc_flags"] == "side_assumed,out_of_range_hip_axis_length_mm,not_finite_neck_shaft_angle_deg"
