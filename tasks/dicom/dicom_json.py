@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from functools import lru_cache
 from itertools import islice
 from operator import lt
 from typing import Any
@@ -115,17 +116,34 @@ def _entry(vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> dict[str,
     return entry
 
 
+@lru_cache(maxsize=8192)
+def _prefix(tag: int, vr: str) -> str:
+    return f'"{tag:08X}":{{"vr":"{vr}"'
+
+
+def _json_number(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, str):
+        return _ENCODE_STR(v)
+    return repr(v)  # int.__repr__ / float.__repr__, as json does (non-finite values are None already)
+
+
 def _fragment(tag: int, vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> str:
     """``"GGGGEEEE":{...}`` for one element, or ``""`` when it is left out."""
     if vr == "US or SS":
         vr = "SS" if pixel_rep == 1 and tag not in _LUT_DESCRIPTORS else "US"
     if not _keep(tag, vr):
         return ""
-    if vr in _TEXT_LIKE:  # the common miss (UIDs, numbers as text): no intermediate dict
+    if vr in _TEXT_LIKE:  # the common case (UIDs, numbers as text): the text is built directly
         vals = decode_strings(vr, raw, encoding)
         if not vals:
-            return f'"{tag:08X}":{{"vr":"{vr}"}}'
-        return f'"{tag:08X}":{{"vr":"{vr}","Value":{_ENCODE(_strings_json(vr, vals))}}}'
+            return _prefix(tag, vr) + "}"
+        if vr in ("DS", "IS"):
+            body = ",".join(map(_json_number, _strings_json(vr, vals)))
+        else:
+            body = ",".join([_ENCODE_STR(v) if v != "" else "null" for v in vals])
+        return _prefix(tag, vr) + ',"Value":[' + body + "]}"
     return f'"{tag:08X}":' + _ENCODE(_entry(vr, raw, encoding, pixel_rep))
 
 
@@ -139,27 +157,55 @@ _MAX_FRAGMENTS = 20_000  # per context; most hits are series-level elements of t
 _BY_ELEMENT: dict[tuple[str, int | None], dict[bytes, str]] = {}
 
 
-def header_json_text(fh: FastHeader) -> str:
-    """DICOM JSON text of a fast-path header, memoised by each element's whole bytes (tag, VR, length
-    and value), so repeated elements cost one dictionary lookup. Equal to :func:`elements_to_json`."""
-    elements = fh.elements
-    pixel_rep = None
-    if fh.implicit:  # only implicit files have 'US or SS' elements, resolved by PixelRepresentation
-        pr = elements.get(0x00280103)
-        pixel_rep = int.from_bytes(pr[1], "little") if pr is not None and pr[0] == "US" and len(pr[1]) == 2 else None
-    memo = _BY_ELEMENT.get((fh.encoding, pixel_rep))
+def _memo(encoding: str, pixel_rep: int | None) -> dict[bytes, str]:
+    memo = _BY_ELEMENT.get((encoding, pixel_rep))
     if memo is None or len(memo) > _MAX_FRAGMENTS:
-        memo = _BY_ELEMENT[(fh.encoding, pixel_rep)] = {}
-    tags, wholes = fh.tags, fh.wholes
-    if not all(map(lt, tags, islice(tags, 1, None))):  # out of order or repeated: the plain way
-        return dumps(elements_to_json(elements, fh.encoding, pixel_rep))
+        memo = _BY_ELEMENT[(encoding, pixel_rep)] = {}
+    return memo
+
+
+def _fragments(tags: list[int], wholes: list[bytes], elements: Elements, encoding: str, pixel_rep: int | None,
+               memo: dict[bytes, str]) -> list[str]:
     frags = list(map(memo.get, wholes))
     if None in frags:
         for i, frag in enumerate(frags):
             if frag is None:
                 vr, raw = elements[tags[i]]
-                frag = frags[i] = _fragment(tags[i], vr, raw, fh.encoding, pixel_rep)
-                memo[wholes[i]] = frag
+                frags[i] = memo[wholes[i]] = _fragment(tags[i], vr, raw, encoding, pixel_rep)
+    return frags
+
+
+def header_json_text(fh: FastHeader) -> str:
+    """DICOM JSON text of a fast-path header. Equal to :func:`elements_to_json`.
+
+    Element fragments are memoised by each element's whole bytes (tag, VR, length and value); for a
+    file that matched a series layout (``fh.layout``) the text of the static elements between the
+    varying ones is built once per layout, and only the varying elements are converted.
+    """
+    elements = fh.elements
+    pixel_rep = None
+    if fh.implicit:  # only implicit files have 'US or SS' elements, resolved by PixelRepresentation
+        pr = elements.get(0x00280103)
+        pixel_rep = int.from_bytes(pr[1], "little") if pr is not None and pr[0] == "US" and len(pr[1]) == 2 else None
+    tags, wholes = fh.tags, fh.wholes
+    lay = fh.layout
+    if lay is not None and lay.ordered and fh.varied is not None:
+        ck = ("json", fh.encoding, pixel_rep)
+        segs = lay.cache.get(ck)
+        if segs is None:
+            frags = _fragments(lay.tags, lay.wholes, lay.elements, fh.encoding, pixel_rep, _memo(fh.encoding, pixel_rep))
+            bounds = [-1, *(j for j, _ in fh.varied), len(tags)]
+            segs = lay.cache[ck] = [",".join(filter(None, frags[a + 1 : b])) for a, b in zip(bounds, bounds[1:],
+                                                                                               strict=False)]
+        pieces = [segs[0]]
+        for (_, tag), seg in zip(fh.varied, islice(segs, 1, None), strict=True):
+            vr, raw = elements[tag]
+            pieces.append(_fragment(tag, vr, raw, fh.encoding, pixel_rep))
+            pieces.append(seg)
+        return "{" + ",".join(filter(None, pieces)) + "}"
+    if not all(map(lt, tags, islice(tags, 1, None))):  # out of order or repeated: the plain way
+        return dumps(elements_to_json(elements, fh.encoding, pixel_rep))
+    frags = _fragments(tags, wholes, elements, fh.encoding, pixel_rep, _memo(fh.encoding, pixel_rep))
     return "{" + ",".join(filter(None, frags)) + "}"
 
 
@@ -203,6 +249,7 @@ def dataset_to_json(ds: Dataset) -> dict[str, Any]:
 
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # built once: dumps() with
 # options builds a new encoder on every call
+_ENCODE_STR = json.encoder.encode_basestring  # what that encoder writes for a str (ensure_ascii=False)
 
 
 def dumps(obj: dict[str, Any]) -> str:

@@ -50,6 +50,7 @@ CHARSETS = {"": "latin_1", "ISO_IR 6": "latin_1", "ISO_IR 100": "latin_1", "ISO_
 _U16x2 = struct.Struct("<HH")
 _EXPL = struct.Struct("<HHHH")
 _U32 = struct.Struct("<I")
+_U16 = struct.Struct("<H")
 _IMPL = struct.Struct("<HHI")
 
 Elements = dict[int, tuple[str, Any]]
@@ -461,10 +462,11 @@ class _Layout:
     """
 
     __slots__ = ("runs", "var_idx", "var_tag", "var_vrb", "var_vr", "var_implicit", "n_meta", "var_meta",
-                 "meta_static", "mwholes", "meta", "elements", "tags", "wholes", "implicit", "ordered", "cache")
+                 "meta_static", "mwholes", "meta", "elements", "tags", "wholes", "implicit", "ordered", "cache",
+                 "steps", "syntax", "encoding")
 
     def __init__(self, ctags: list[int], cwholes: list[bytes], cvals: list[tuple[str, Any]], var: list[int],
-                 n_meta: int, implicit: bool) -> None:
+                 n_meta: int, implicit: bool, ts: str, encoding: str) -> None:
         bounds = [-1, *var, len(ctags)]
         self.runs = [b"".join(cwholes[a + 1 : b]) for a, b in zip(bounds, bounds[1:], strict=False)]
         self.var_idx = [i - n_meta for i in var]  # dataset index (negative: a file meta element)
@@ -483,6 +485,15 @@ class _Layout:
         self.implicit = implicit
         self.ordered = all(map(lt, self.tags, islice(self.tags, 1, None)))
         self.cache: dict[Any, Any] = {}  # per-layout memos of tasks.dicom.header and .dicom_json
+        # (static run before, tag (and VR) bytes, implicit, VR, dataset index, whole bytes) per varying element
+        self.steps = [(self.runs[k], cwholes[i][:4 if self.var_implicit[k] else 6], self.var_implicit[k],
+                       self.var_vr[k], i - n_meta, cwholes[i]) for k, i in enumerate(var)]
+        # The file's syntax and character set are this file's unless an element that decides them varies
+        # (the transfer syntax, or the first dataset element: pydicom's VR sniffing, see _syntax).
+        first = ctags[n_meta] if len(ctags) > n_meta else None
+        decides = {0x00020010, first} if implicit else {0x00020010}
+        self.syntax = None if decides & set(self.var_tag) else (ts, implicit)
+        self.encoding = None if 0x00080005 in self.var_tag else encoding
 
     @staticmethod
     def simple(tag: int, whole: bytes, val: tuple[str, Any], implicit: bool) -> bool:
@@ -514,42 +525,34 @@ def reset_state() -> None:
     _TEMPLATE.layout = None
 
 
-def _match(buf: bytes, lay: _Layout) -> tuple[int, list[tuple[bytes, tuple[str, Any]]], int] | None:
-    """Where the dataset ends, the varying elements and how many of them equal the layout's; ``None``:
-    no match (parse the file in full)."""
+def _match(buf: bytes, lay: _Layout) -> tuple[int, list[tuple[bytes, tuple[str, Any]]], int, int] | None:
+    """Where the dataset ends, the varying elements, how many of them equal the layout's and the bytes
+    of the varying file meta elements; ``None``: no match (parse the file in full)."""
     pos, n = 132, len(buf)
-    runs = lay.runs
     new: list[tuple[bytes, tuple[str, Any]]] = []
-    same = 0
-    for i, tag in enumerate(lay.var_tag):
-        r = runs[i]
-        if not buf.startswith(r, pos):
+    same = meta_len = 0
+    for run, head, implicit, vr, j, base in lay.steps:
+        if not buf.startswith(run, pos):
             return None
-        pos += len(r)
-        if pos + 8 > n:
+        pos += len(run)
+        if not buf.startswith(head, pos) or pos + 8 > n:
             return None
-        if lay.var_implicit[i]:
-            group, elem, length = _IMPL.unpack_from(buf, pos)
-        else:
-            group, elem = _U16x2.unpack_from(buf, pos)
-            if buf[pos + 4 : pos + 6] != lay.var_vrb[i]:
-                return None
-            length = buf[pos + 6] | buf[pos + 7] << 8
-        nxt = pos + 8 + length
-        if group << 16 | elem != tag or nxt > n:
+        nxt = pos + 8 + (_U32.unpack_from(buf, pos + 4)[0] if implicit else _U16.unpack_from(buf, pos + 6)[0])
+        if nxt > n:
             return None
         whole = buf[pos:nxt]
-        j = lay.var_idx[i]
-        same += whole == (lay.wholes[j] if j >= 0 else lay.mwholes[lay.n_meta + j])
-        new.append((whole, (lay.var_vr[i], buf[pos + 8 : nxt])))
+        same += whole == base
+        if j < 0:
+            meta_len += nxt - pos
+        new.append((whole, (vr, buf[pos + 8 : nxt])))
         pos = nxt
-    r = runs[-1]
-    if not buf.startswith(r, pos):
+    run = lay.runs[-1]
+    if not buf.startswith(run, pos):
         return None
-    pos += len(r)
+    pos += len(run)
     if pos < n and (pos + 8 > n or _U16x2.unpack_from(buf, pos) not in _PIXEL_PAIRS):
         return None  # more elements, or a truncated one: the full parse decides
-    return pos, new, same
+    return pos, new, same, meta_len
 
 
 def _syntax(buf: bytes, meta: Elements, data_start: int) -> tuple[str, bool]:
@@ -585,14 +588,13 @@ def _read_matched(buf: bytes, lay: _Layout) -> FastHeader | None:
     m = _match(buf, lay)
     if m is None:
         return None
-    pixel_pos, new, same = m
+    pixel_pos, new, same, meta_len = m
     meta = lay.meta
     elements = lay.elements.copy()
     wholes = lay.wholes.copy()
-    data_start = 132 + lay.meta_static
+    data_start = 132 + lay.meta_static + meta_len
     if lay.var_meta:
         meta = meta.copy()
-        data_start += sum(len(w) for j, (w, _) in zip(lay.var_idx, new, strict=False) if j < 0)
         if buf[132:140] == b"\x02\x00\x00\x00UL\x04\x00" and 144 + _U32.unpack_from(buf, 140)[0] > data_start:
             return None  # the stated group length reaches into the dataset: the full parse decides
     varied = []
@@ -603,10 +605,13 @@ def _read_matched(buf: bytes, lay: _Layout) -> FastHeader | None:
             elements[tag] = val
             wholes[j] = whole
             varied.append((j, tag))
-    ts, implicit = _syntax(buf, meta, data_start)
-    if implicit != lay.implicit:
-        return None
-    encoding = _charset(elements)
+    if lay.syntax is None:
+        ts, implicit = _syntax(buf, meta, data_start)
+        if implicit != lay.implicit:
+            return None
+    else:
+        ts, implicit = lay.syntax
+    encoding = lay.encoding or _charset(elements)
     check_pixel_data(buf, pixel_pos, implicit)
     if same >= TIGHTEN:  # learnt across two series: learn it again from this file, with what varies here
         mwholes = lay.mwholes.copy()
@@ -617,19 +622,19 @@ def _read_matched(buf: bytes, lay: _Layout) -> FastHeader | None:
         old = lay.mwholes + lay.wholes
         var = [lay.n_meta + j for j in lay.var_idx if cwholes[lay.n_meta + j] != old[lay.n_meta + j]]
         cvals = [*meta.values(), *map(elements.__getitem__, lay.tags)]
-        _TEMPLATE.layout = _Layout([*meta, *lay.tags], cwholes, cvals, var, lay.n_meta, implicit)
+        _TEMPLATE.layout = _Layout([*meta, *lay.tags], cwholes, cvals, var, lay.n_meta, implicit, ts, encoding)
     return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, lay.tags, wholes, lay, varied)
 
 
 def _new_layout(prev: tuple[list[int], list[bytes]] | None, ctags: list[int], cwholes: list[bytes],
-                cvals: list[tuple[str, Any]], n_meta: int, implicit: bool) -> _Layout | None:
+                cvals: list[tuple[str, Any]], n_meta: int, implicit: bool, ts: str, encoding: str) -> _Layout | None:
     """A layout from the previous file's and this file's entries, if they have the same elements."""
     if prev is None or prev[0] != ctags or any(t >> 16 != 2 for t in ctags[:n_meta]):
         return None
     var = [i for i, (a, b) in enumerate(zip(prev[1], cwholes, strict=True)) if a is not b and a != b]
     if not all(_Layout.simple(ctags[i], cwholes[i], cvals[i], implicit and i >= n_meta) for i in var):
         return None
-    return _Layout(ctags, cwholes, cvals, var, n_meta, implicit)
+    return _Layout(ctags, cwholes, cvals, var, n_meta, implicit, ts, encoding)
 
 
 def read_fast(buf: bytes) -> FastHeader:
@@ -684,6 +689,6 @@ def read_fast(buf: bytes) -> FastHeader:
     if len(mtags) == len(meta) and len(tags) == len(elements):  # no repeated tag: the entries are the file
         ctags, cwholes = mtags + tags, mwholes + wholes
         st.layout = _new_layout(prev, ctags, cwholes, [*map(meta.__getitem__, mtags), *vals], len(mtags),
-                                implicit)
+                                implicit, ts, encoding)
         st.prev = (ctags, cwholes)
     return FastHeader(meta, elements, ts, implicit, encoding, pixel_pos, tags, wholes)

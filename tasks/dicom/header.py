@@ -209,6 +209,8 @@ _PER_INSTANCE = ("sop_instance_uid", "instance_number", "image_position_patient"
 _A = tuple(p for p in PROMOTED if p[0] in _PER_INSTANCE)
 _B = tuple(p for p in PROMOTED if p[0] not in _PER_INSTANCE)
 _B_TAGS = tuple(t for _, t, _ in _B) + (PATIENT_ID, ISSUER, BIRTH_DATE, PATIENT_AGE)
+#: Tags whose change invalidates a copied row: series-level columns, and every input of the age.
+_SHARED_TAGS = frozenset(_B_TAGS) | {0x00080022}
 #: Row key holding the shared dict of series-level values (lets the Arrow conversion convert them once).
 SERIES_PART = "_series_part"
 SERIES_COLUMNS: tuple[str, ...] = tuple(c for c, _, _ in _B) + ("person_key",)
@@ -239,8 +241,27 @@ def build_row_fast(fh: FastHeader, *, key: bytes, default_issuer: str | None = N
 
     The series-level columns (all but :data:`_PER_INSTANCE`) are memoised together, keyed by the tuple
     of their elements' bytes; the per-instance ones column by column. Same values as :func:`build_row`
-    (a miss calls the same decoders); the memos are per process and bounded.
+    (a miss calls the same decoders); the memos are per process and bounded. For a file that matched
+    a series layout (``fh.layout``) whose varying elements are all per-instance columns, the row of the
+    layout's first file is copied and only those columns are decoded again.
     """
+    lay = fh.layout
+    if lay is not None and fh.varied is not None:
+        ck = ("row", key, default_issuer, fh.encoding)
+        plan = lay.cache.get(ck, False)
+        if plan is False:
+            varied = {t for _, t in fh.varied}
+            plan = lay.cache[ck] = None if varied & _SHARED_TAGS else (
+                _build_row_memo(fh, key, default_issuer), [p for p in _A if p[1] in varied])
+        if plan is not None:
+            row = dict(plan[0])
+            for col, tag, kind in plan[1]:
+                row[col] = _value(fh, tag, kind)
+            return row
+    return _build_row_memo(fh, key, default_issuer)
+
+
+def _build_row_memo(fh: FastHeader, key: bytes, default_issuer: str | None) -> dict[str, Any]:
     wholes = dict(zip(fh.tags, fh.wholes, strict=True))
     skey = (fh.encoding, key, default_issuer, *map(wholes.get, _B_TAGS))
     part = _SERIES.get(skey)
