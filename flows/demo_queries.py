@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--warehouse", type=Path, required=True)
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 140)
     catalog = args.warehouse / "osteolake.duckdb"
     if not catalog.exists():
         console.print(f"[red]no catalog at {catalog}: run `osteolake refresh` first[/]")

@@ -38,6 +38,21 @@ class Extractor:
     name: str
     eligible: tuple[str, ...]  # series columns; any True makes a series eligible
     version: str
+    one_per_study: bool = False  # only the best eligible series of each study (see _best_per_study)
+
+
+def _best_per_study(series: pl.DataFrame) -> pl.DataFrame:
+    """The one series per study that a CT extractor measures: thinnest slices with uniform spacing, then
+    the widest z coverage, then the most instances (a thin and a thick reconstruction of the same
+    acquisition hold the same anatomy; measuring both doubles the work for no new information)."""
+    order = [c for c in ("is_spacing_uniform", "slice_thickness_mm", "z_coverage_mm", "n_instances")
+             if c in series.columns]
+    desc = {"is_spacing_uniform": True, "slice_thickness_mm": False, "z_coverage_mm": True, "n_instances": True}
+    return (
+        series.sort(order + ["series_instance_uid"], descending=[desc[c] for c in order] + [False],
+                    nulls_last=True)
+        .unique("study_instance_uid", keep="first", maintain_order=True)
+    )
 
 
 @dataclass(frozen=True)
@@ -62,7 +77,7 @@ def extractors() -> tuple[Extractor, ...]:
     from tasks.biomarkers import projection
 
     return (
-        Extractor(ct.EXTRACTOR, ("is_eligible_ct_spine",), ct.EXTRACTOR_VERSION),
+        Extractor(ct.EXTRACTOR, ("is_eligible_ct_spine",), ct.EXTRACTOR_VERSION, one_per_study=True),
         Extractor(
             projection.EXTRACTOR,
             ("is_eligible_vertebral_fracture_dx", "is_eligible_dxa_hip", "is_eligible_dxa_spine"),
@@ -92,6 +107,8 @@ def plan(
         if not cols:
             continue
         chosen = series.filter(pl.any_horizontal([pl.col(c).fill_null(False) for c in cols]))
+        if ex.one_per_study:
+            chosen = _best_per_study(chosen)
         for row in chosen.select("series_instance_uid", "study_instance_uid").iter_rows():
             uid, study = row
             if (uid, ex.name, ex.version) in done or uid not in by_series:

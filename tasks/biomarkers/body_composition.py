@@ -2,24 +2,33 @@
 
 HU windows (Mitsiopoulos 1998; Shen 2004; DESIGN.md): skeletal muscle -29..150 HU, adipose -190..-30 HU.
 
-Classical compartments on the slice through the level's centre:
+Anatomical compartments on the slice through the level's centre:
 
 - body: > -500 HU, largest component, holes filled;
-- fascia region: the muscle-window mask (slightly opened to drop skin partial volume) hole-filled; the
-  abdominal wall muscles form a closed ring, so this is everything inside the muscular wall;
+- bone: > 200 HU; its filled outline (vertebral body, canal, posterior elements) and the labeller's body
+  mask are never muscle (osteoporotic trabecular bone and the canal fall in the muscle window);
+- fascia region: the muscle-window mask (slightly opened to drop skin partial volume) plus bone,
+  hole-filled, and the largest filled component: the abdominal wall muscles form a closed ring, so this is
+  everything inside the muscular wall (filling before choosing the component keeps a ring that encloses a
+  larger mass of touching bowel loops);
 - subcutaneous fat (SAT): adipose in the body outside the fascia region;
 - wall muscle: muscle within the wall thickness of the fascia boundary (thickness estimated from the
   anterior half, where nothing but wall lies against the fascia);
-- other skeletal muscle (psoas, quadratus lumborum, paraspinal): muscle-window components inside the
-  fascia that touch the wall or the vertebra and lie behind the front of the vertebral body (bowel and
-  organs lie in front or float in fat);
+- other skeletal muscle (psoas, quadratus lumborum, paraspinal): the remaining muscle-window pixels inside
+  the fascia are split into compact pieces by a distance-transform watershed (touching bowel loops, kidney
+  and liver separate from the muscle they press on); a piece is muscle when its centre lies behind the
+  posterior edge of the vertebral body (paraspinals, quadratus lumborum, posterior wall), or when it lies
+  against the vertebral body behind the body's front (psoas). Bowel, kidney and liver lie in front of that
+  line or beside the column without touching the body;
 - intermuscular fat (IMAT): adipose holes (< 150 mm2) enclosed by muscle;
 - visceral fat (VAT): the remaining adipose inside the fascia region.
 
 Notes
 -----
-Organs lying against the posterior muscles at L1 (kidneys) can be counted as muscle; L3 is the level of
-record for sarcopenia (SMI is computed in the warehouse).
+No HU threshold separates unenhanced kidney or bowel wall from muscle; the split relies on shape and
+position, so a kidney pressed against the psoas over a long contact, or bowel lying against the side of
+the vertebral body, can still be counted as muscle. L3 is the level of record for sarcopenia (SMI is
+computed in the warehouse).
 """
 
 from __future__ import annotations
@@ -28,12 +37,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.segmentation import watershed
 
+from tasks.biomarkers import morphology as morph
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
 MUSCLE_HU = (-29.0, 150.0)
 ADIPOSE_HU = (-190.0, -30.0)
+BONE_HU = 200.0
+IMAT_MAX_MM2 = 150.0
+SPLIT_MM = 1.0  # watershed markers: distance-transform maxima at least this much above their saddle
 
 
 @dataclass
@@ -51,77 +65,161 @@ class BodyComposition:
     labels: np.ndarray | None = None
 
 
-def _largest(mask: np.ndarray) -> np.ndarray:
-    lab, n = ndi.label(mask)
+def _wall_mm(fascia: np.ndarray, dist: np.ndarray, muscle: np.ndarray) -> float:
+    """Abdominal wall thickness: the first 1-mm shell inside the fascia (anterior half) where muscle no
+    longer dominates; 8 mm when no shell qualifies."""
+    rows = np.nonzero(fascia.any(axis=1))[0]
+    front = rows.min() + (rows.max() - rows.min()) // 2
+    sel = fascia.copy()
+    sel[front:] = False
+    shells = np.minimum(dist[sel].astype(int), 60)
+    tot = np.bincount(shells, minlength=61).astype(float)
+    mus = np.bincount(shells[muscle[sel]], minlength=61).astype(float)
+    for s in range(2, 60):
+        if tot[s] > 0 and mus[s] / tot[s] < 0.5:
+            return float(s)
+    return 8.0
+
+
+def _spine_bone(bone: np.ndarray, vmask: np.ndarray | None, vertebra_yx: tuple[float, float] | None,
+                spacing_yx: tuple[float, float]) -> np.ndarray:
+    """Vertebral body, canal and posterior elements: the bone component(s) of the vertebra (touching the
+    labeller's body mask, or holding the body centre), slightly closed and hole-filled, plus the mask.
+
+    Bright vessels (enhanced aorta, IVC) are other components and are left out, so the fat between them
+    and the vertebra stays fat.
+    """
+    dy, dx = spacing_yx
+    out = np.zeros(bone.shape, dtype=bool)
+    lab, n = ndi.label(bone)
+    seeds = np.zeros(n + 1, dtype=bool)
+    if vmask is not None:
+        seeds[np.unique(lab[vmask])] = True
+    if vertebra_yx is not None:
+        c = (int(round(vertebra_yx[0])), int(round(vertebra_yx[1])))
+        if 0 <= c[0] < bone.shape[0] and 0 <= c[1] < bone.shape[1]:
+            # Behind the centre on the midline: the body's posterior cortex, the laminae, the spinous process.
+            near = lab[c[0] : c[0] + int(45.0 / dy) + 1, max(0, c[1] - int(5.0 / dx)) : c[1] + int(5.0 / dx) + 1]
+            seeds[np.unique(near)] = True
+    seeds[0] = False
+    if seeds.any():
+        out = morph.fill_holes(morph.closing(seeds[lab], 2.0 / dy, 2.0 / dx))
+    if vmask is not None:
+        out |= vmask
+    return out
+
+
+def _split(inner: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[np.ndarray, int]:
+    """Label ``inner`` into compact pieces: watershed of the negated distance transform from its
+    h-maxima (``SPLIT_MM``), inside the bounding box of ``inner``."""
+    lab = np.zeros(inner.shape, dtype=np.int32)
+    if not inner.any():
+        return lab, 0
+    rows = np.nonzero(inner.any(axis=1))[0]
+    cols = np.nonzero(inner.any(axis=0))[0]
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    m = inner[r0:r1, c0:c1]
+    dist = ndi.distance_transform_edt(m, sampling=spacing_yx)
+    # h-maxima by reconstruction: regional maxima of (dist - h) reconstructed under dist.
+    from skimage.morphology import reconstruction
+
+    seed = np.maximum(dist - SPLIT_MM, 0.0)
+    rec = reconstruction(seed, dist, method="dilation")
+    peaks = (dist - rec) >= SPLIT_MM - 1e-6
+    markers, n = ndi.label(peaks & m)
     if n == 0:
-        return mask
-    sizes = ndi.sum_labels(mask, lab, index=np.arange(1, n + 1))
-    return np.asarray(lab == (int(np.argmax(sizes)) + 1))
+        markers, n = ndi.label(m)
+    lab[r0:r1, c0:c1] = watershed(-dist, markers, mask=m)
+    return lab, int(n)
 
 
 def segment_slice(
-    hu: np.ndarray, spacing_yx: tuple[float, float], vertebra_yx: tuple[float, float] | None
+    hu: np.ndarray,
+    spacing_yx: tuple[float, float],
+    vertebra_yx: tuple[float, float] | None,
+    vertebra_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """Label image (0 other, 1 muscle, 2 IMAT, 3 VAT, 4 SAT) of one axial HU slice.
 
-    ``vertebra_yx`` is the (row, column) of the vertebral body centre, used to keep posterior muscles.
+    Parameters
+    ----------
+    hu : (rows, columns) HU slice.
+    spacing_yx : pixel size (row, column) in mm.
+    vertebra_yx : (row, column) of the vertebral body centre, used to place the posterior muscles.
+    vertebra_mask : optional boolean mask of the vertebral body on this slice (same shape as ``hu``).
     """
     dy, dx = spacing_yx
     px_area = dy * dx
-    body = ndi.binary_fill_holes(_largest(hu > -500.0))
+    body = morph.fill_holes(morph.largest(hu > -500.0))
     muscle = (hu >= MUSCLE_HU[0]) & (hu <= MUSCLE_HU[1]) & body
     fat = (hu >= ADIPOSE_HU[0]) & (hu <= ADIPOSE_HU[1]) & body
-    bone = (hu > 200.0) & body
-    k = max(1, int(round(1.5 / dx)))
-    opened = ndi.binary_opening(muscle, structure=np.ones((2 * k + 1, 2 * k + 1), dtype=bool))
-    fascia = ndi.binary_fill_holes(_largest(opened | bone) if opened.any() else opened)
-    fascia = _largest(fascia) if fascia.any() else fascia
+    bone = (hu > BONE_HU) & body
+    vmask = vertebra_mask if vertebra_mask is not None and vertebra_mask.shape == hu.shape else None
+    bone_fill = _spine_bone(bone, vmask, vertebra_yx, (dy, dx))
+    muscle &= ~bone_fill
+    fat &= ~bone_fill
+    k = 1.5 / dx
+    opened = morph.opening(muscle, k, k)
+    filled = morph.fill_holes(opened | bone)
+    fascia = morph.largest(filled) if filled.any() else filled
     out = np.zeros(hu.shape, dtype=np.uint8)
     out[fat & ~fascia] = 4
     if not fascia.any():
         return out
     dist = ndi.distance_transform_edt(fascia, sampling=(dy, dx))
-    rows = np.nonzero(fascia.any(axis=1))[0]
-    front = rows.min() + (rows.max() - rows.min()) // 2
-    # Wall thickness: first 1-mm shell (anterior half) where muscle no longer dominates.
-    ant = np.zeros_like(fascia)
-    ant[:front] = True
-    shells = np.minimum((dist / 1.0).astype(int), 60)
-    sel = fascia & ant
-    tot = np.bincount(shells[sel], minlength=61).astype(float)
-    mus = np.bincount(shells[sel & muscle], minlength=61).astype(float)
-    frac = np.divide(mus, tot, out=np.zeros_like(mus), where=tot > 0)
-    wall_mm = 8.0
-    for s in range(2, 60):
-        if tot[s] > 0 and frac[s] < 0.5:
-            wall_mm = float(s)
-            break
-    wall = muscle & (dist <= wall_mm + 0.5)
+    wall = muscle & (dist <= _wall_mm(fascia, dist, muscle) + 0.5)
     inner = muscle & fascia & ~wall
-    lab, n = ndi.label(inner)
-    keep = np.zeros(n + 1, dtype=bool)
-    if n and vertebra_yx is not None:
-        vy = vertebra_yx[0]
-        touch = ndi.binary_dilation(wall | bone, iterations=max(1, int(round(2.0 / dx))))
-        touching = np.unique(lab[touch & inner])
-        cy = ndi.center_of_mass(inner, lab, index=np.arange(1, n + 1))
-        body_front = vy - 20.0 / dy
-        for idx in touching:
-            if idx > 0 and cy[idx - 1][0] >= body_front:
-                keep[idx] = True
-    smm = wall | keep[lab]
+    keep_mask = np.zeros(hu.shape, dtype=bool)
+    if vertebra_yx is not None and inner.any():
+        lab, n = _split(inner, (dy, dx))
+        n = int(lab.max())
+        if n:
+            # The vertebral body on this slice: the labeller's mask, else the bone component at the centre.
+            vb = vmask
+            if vb is None or not vb.any():
+                bl, _ = ndi.label(bone_fill)
+                c = (int(round(vertebra_yx[0])), int(round(vertebra_yx[1])))
+                inside = 0 <= c[0] < hu.shape[0] and 0 <= c[1] < hu.shape[1] and bl[c] > 0
+                vb = (bl == bl[c]) if inside else np.zeros_like(bone)
+            if vb.any():
+                vrows = np.nonzero(vb.any(axis=1))[0]
+                front, back = float(vrows.min()), float(vrows.max())
+            else:
+                front, back = vertebra_yx[0] - 15.0 / dy, vertebra_yx[0] + 15.0 / dy
+            idx = np.arange(1, n + 1)
+            cy = np.asarray(ndi.mean(np.indices(hu.shape)[0], lab, idx))
+            near = morph.dilate(vb, 3.0 / dy, 3.0 / dx) if vb.any() else vb
+            touch = np.zeros(n + 1, dtype=bool)
+            touch[np.unique(lab[near & (lab > 0)])] = True
+            keep = np.zeros(n + 1, dtype=bool)
+            keep[1:] = (cy >= back) | (touch[1:] & (cy >= front))
+            keep_mask = keep[lab]
+    smm = wall | keep_mask
     # Intermuscular fat: small fat holes enclosed by skeletal muscle.
-    holes = ndi.binary_fill_holes(smm) & ~smm
+    holes = morph.fill_holes(smm) & ~smm
     hl, hn = ndi.label(holes)
     imat = np.zeros_like(holes)
     if hn:
-        areas = ndi.sum_labels(holes, hl, index=np.arange(1, hn + 1)) * px_area
-        small = np.r_[False, areas < 150.0]
+        areas = np.bincount(hl.ravel(), minlength=hn + 1)[1:] * px_area
+        small = np.r_[False, areas < IMAT_MAX_MM2]
         imat = small[hl] & fat
     out[smm] = 1
     out[imat] = 2
     out[fat & fascia & ~imat & ~smm] = 3
     return out
+
+
+def _vertebra_slice_mask(volume: Volume, v: VertebraLabel, k: int) -> np.ndarray | None:
+    """The labeller's body mask of ``v`` on slice ``k`` as a full-slice boolean image, or None."""
+    if v.body_mask is None:
+        return None
+    k0, k1, i0, i1, j0, j1 = v.bbox
+    if not k0 <= k < k1 or k - k0 >= v.body_mask.shape[0]:
+        return None
+    m = np.zeros(volume.shape[1:], dtype=bool)
+    sub = v.body_mask[k - k0]
+    m[i0 : i0 + sub.shape[0], j0 : j0 + sub.shape[1]] = sub
+    return m if m.any() else None
 
 
 def measure_level(volume: Volume, v: VertebraLabel) -> BodyComposition:
@@ -130,7 +228,7 @@ def measure_level(volume: Volume, v: VertebraLabel) -> BodyComposition:
     k = min(max(k, 0), volume.shape[0] - 1)
     hu = volume.hu[k]
     _, dy, dx = volume.spacing_mm
-    labels = segment_slice(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]))
+    labels = segment_slice(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]), _vertebra_slice_mask(volume, v, k))
     a = dy * dx / 100.0
     m = labels == 1
     sat = labels == 4

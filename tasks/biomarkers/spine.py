@@ -165,6 +165,15 @@ def body_outline(low: np.ndarray) -> np.ndarray:
     return full
 
 
+def _median_index(counts: np.ndarray) -> float:
+    """Median of the indices ``i`` repeated ``counts[i]`` times (``np.median(np.repeat(arange, counts))``)."""
+    cum = np.cumsum(counts)
+    n = int(cum[-1])
+    a = int(np.searchsorted(cum, (n - 1) // 2, side="right"))
+    b = int(np.searchsorted(cum, n // 2, side="right"))
+    return (a + b) / 2.0
+
+
 def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
     """(i0, i1, j0, j1) window on the low grid around the vertebral column, or None."""
     _, sy, sx = g.spacing_mm
@@ -173,9 +182,8 @@ def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
     if not occ.any():
         return None
     # Restrict to the central band (|x - body centre| < 30 mm) and the posterior 3/4 of the body.
-    ys, xs = np.nonzero(g.body.any(axis=0))
     yc_prof = np.nonzero(g.body.any(axis=(0, 2)))[0]
-    xc = float(np.median(np.nonzero(g.body)[2]))
+    xc = _median_index(g.body.sum(axis=(0, 1), dtype=np.int64))  # median column of the body voxels
     band = np.zeros_like(occ, dtype=bool)
     j0 = max(0, int(xc - 30.0 / sx))
     j1 = min(occ.shape[1], int(xc + 30.0 / sx) + 1)
@@ -188,7 +196,6 @@ def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
     ci, cj = int(pk[0]), int(pk[1])
     # Laterally the column sits on the body's midline; the occupancy peak may be on a pedicle or rib.
     cj = int(round(xc)) if abs(cj - xc) * sx < 30.0 else cj
-    del ys, xs
     # The peak sits on the posterior elements or the body: reach 75 mm forward, 50 mm back.
     ha, hp, hj = int(75.0 / sy), int(50.0 / sy), int(40.0 / sx)
     n0, n1 = int(occ.shape[0]), int(occ.shape[1])
@@ -280,36 +287,29 @@ def _merge_split(runs: list[tuple[int, int]], dz: float) -> list[tuple[int, int]
     return out
 
 
-def _lateral_features(g: SpineGrid, k0: int, k1: int, ci: float, cj: float) -> tuple[float, float]:
-    """(rib fraction, bone width mm) at low slices k0..k1 around the column at (ci, cj).
+def _body_width(g: SpineGrid, k0: int, k1: int, ci: float, cj: float) -> float:
+    """Width (mm) of the bone plate through the body centre (ci, cj) at the middle low slice of k0..k1.
 
-    Rib band: 45-110 mm lateral of the midline, from the body centre to 70 mm posterior of it (the
-    costovertebral joints and rib angles); lumbar transverse processes end before 45 mm.
-    Width: lateral extent of bone within 30 mm (AP) of the body centre, at the middle slice.
+    An opening (r ~6 mm) removes ribs and transverse processes; the sacrum with its alae is >= 95 mm wide,
+    a vertebral body < 60 mm. Worked in a window of +-130 mm x +-70 mm around the centre.
     """
     _, sy, sx = g.spacing_mm
     ny, nx = g.hu.shape[1:]
-    ii = (np.arange(ny) - ci) * sy
-    jj = (np.arange(nx) - cj) * sx
-    yy, xx = np.meshgrid(ii, jj, indexing="ij")
-    band = (np.abs(xx) >= 45.0) & (np.abs(xx) <= 110.0) & (yy >= -10.0) & (yy <= 70.0)
-    sl = g.hu[k0 : k1 + 1]
-    bone = (sl > RIB_HU) & g.body[k0 : k1 + 1]
-    rib = float((bone & band).any(axis=0).sum() * sy * sx)  # mm^2 of bone footprint in the band
-    # Width: the bone plate through the body centre after an opening (r ~6 mm) that removes ribs and
-    # transverse processes; the sacrum with its alae is >= 95 mm wide, a vertebral body < 60 mm.
-    km = (k0 + k1) // 2
-    m = ndi.binary_fill_holes(ndi.binary_closing(g.hu[km] > RIB_HU, structure=_DISK3))
-    r = max(1, int(round(6.0 / sx)))
-    yy_, xx_ = np.mgrid[-r : r + 1, -r : r + 1]
-    m = ndi.binary_opening(m, structure=(yy_**2 + xx_**2) <= r * r)
-    lab, _ = ndi.label(m)
-    width = 0.0
     c = (int(round(ci)), int(round(cj)))
-    if 0 <= c[0] < ny and 0 <= c[1] < nx and lab[c]:
-        sel = np.nonzero((lab == lab[c]).any(axis=0))[0]
-        width = float((sel.max() - sel.min() + 1) * sx)
-    return rib, width
+    if not (0 <= c[0] < ny and 0 <= c[1] < nx):
+        return 0.0
+    i0, i1 = max(0, c[0] - int(70.0 / sy)), min(ny, c[0] + int(70.0 / sy) + 1)
+    j0, j1 = max(0, c[1] - int(130.0 / sx)), min(nx, c[1] + int(130.0 / sx) + 1)
+    km = (k0 + k1) // 2
+    m = morph.fill_holes(morph.closing(g.hu[km, i0:i1, j0:j1] > RIB_HU, _DISK3_R, _DISK3_R))
+    r = max(1, int(round(6.0 / sx)))
+    m = morph.opening(m, r, r)
+    lab, _ = ndi.label(m)
+    cl = lab[c[0] - i0, c[1] - j0]
+    if not cl:
+        return 0.0
+    sel = np.nonzero((lab == cl).any(axis=0))[0]
+    return float((sel.max() - sel.min() + 1) * sx)
 
 
 def _rib_heads(g: SpineGrid, centre: np.ndarray) -> np.ndarray:
@@ -326,22 +326,28 @@ def _rib_heads(g: SpineGrid, centre: np.ndarray) -> np.ndarray:
     ii = np.arange(ny)[None, :] - centre[:, 0][:, None]
     dx_mm = np.abs(jj) * sx
     dy_mm = ii * sy
-    cut = dx_mm < 30.0
-    bone &= ~cut[:, None, :]
+    bone &= ~(dx_mm < 30.0)[:, None, :]
+    # Work inside the bounding box of the remaining bone (ribs, pelvis, kidneys when enhanced).
+    zs, ys, xs = (np.nonzero(bone.any(axis=ax))[0] for ax in ((1, 2), (0, 2), (0, 1)))
+    if not len(zs):
+        return np.zeros(nz, dtype=bool)
+    z0, z1, y0, y1, x0, x1 = zs[0], zs[-1] + 1, ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    bone = bone[z0:z1, y0:y1, x0:x1]
+    dx_mm, dy_mm = dx_mm[z0:z1, x0:x1], dy_mm[z0:z1, y0:y1]
     # Ribs are tubes ~10-12 mm thick; contrast-enhanced kidneys (200+ HU at low kVp, arterial phase) and
     # other thick blobs survive an in-plane opening of ~16 mm diameter and are removed before the rib test.
     bone &= ~morph.opening(bone, 8.0 / sy, 8.0 / sx)
     lab, n = ndi.label(bone)
+    out = np.zeros(nz, dtype=bool)
     if n == 0:
-        return np.zeros(nz, dtype=bool)
+        return out
     # Lateral reach of each component.
     far = np.zeros(n + 1, dtype=bool)
-    far_mask = (dx_mm > 70.0)[:, None, :] & bone
-    far[np.unique(lab[far_mask])] = True
+    far[lab[(dx_mm > 70.0)[:, None, :] & bone]] = True
     far[0] = False
     head_zone = ((dx_mm >= 30.0) & (dx_mm <= 50.0))[:, None, :] & ((dy_mm >= -15.0) & (dy_mm <= 35.0))[:, :, None]
-    heads = head_zone & far[lab]
-    return np.asarray(heads.any(axis=(1, 2)))
+    out[z0:z1] = (head_zone & far[lab]).any(axis=(1, 2))
+    return out
 
 
 @dataclass
@@ -407,27 +413,26 @@ def _body_mask(volume: Volume, bbox: tuple[int, int, int, int, int, int], ci: fl
     if not (0 <= c[0] < sub.shape[1] and 0 <= c[1] < sub.shape[2]):
         return out
     r = 2 if dx > 1.2 else max(2, int(round(2.5 / dx)))  # seals gaps of an aliased cortex (2-3 px)
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    disk = yy**2 + xx**2 <= r * r + 0.5
+    disk = float(np.sqrt(r * r + 0.5))  # the pixels with dy^2 + dx^2 <= r^2 + 0.5
     rb = max(1, int(round(1.5 / dx)))
-    yy, xx = np.mgrid[-rb : rb + 1, -rb : rb + 1]
-    back = yy**2 + xx**2 <= rb * rb + 0.5
+    back = float(np.sqrt(rb * rb + 0.5))
     core_r = max(1, int(round(4.0 / dx)))
-    for k in range(sub.shape[0]):
-        s = sub[k]
-        core = s[max(0, c[0] - core_r) : c[0] + core_r + 1, max(0, c[1] - core_r) : c[1] + core_r + 1]
-        med = float(np.median(core))
-        thr = max(BONE_HU, med + 0.4 * (float(np.percentile(s, 99.5)) - med))
-        ring = ndi.binary_dilation(s > thr, structure=disk)
-        holes, _ = ndi.label(~ring)
-        h = holes[c]
-        if h == 0:
-            continue
-        interior = holes == h
-        if interior[0, :].any() or interior[-1, :].any() or interior[:, 0].any() or interior[:, -1].any():
-            continue  # ring open: the hole leaks to the border
-        out[k] = ndi.binary_dilation(ndi.binary_dilation(interior, structure=disk), structure=back)
-    return out
+    nk = sub.shape[0]
+    if nk == 0:
+        return out
+    core = sub[:, max(0, c[0] - core_r) : c[0] + core_r + 1, max(0, c[1] - core_r) : c[1] + core_r + 1]
+    med = np.median(core.reshape(nk, -1), axis=1)
+    top = np.percentile(sub.reshape(nk, -1), 99.5, axis=1)
+    thr = np.maximum(BONE_HU, med + 0.4 * (top - med)).astype(np.float32)
+    ring = morph.dilate(sub > thr[:, None, None], disk, disk)
+    holes, _ = ndi.label(~ring, structure=morph.IN_PLANE4)
+    h = holes[:, c[0], c[1]]
+    interior = (holes == h[:, None, None]) & (h > 0)[:, None, None]
+    # A ring that is open leaks to the border: that slice stays empty.
+    leak = interior[:, 0, :].any(axis=1) | interior[:, -1, :].any(axis=1) | interior[:, :, 0].any(axis=1) | (
+        interior[:, :, -1].any(axis=1))
+    interior[leak] = False
+    return morph.dilate(morph.dilate(interior, disk, disk), back, back)
 
 
 def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
@@ -484,7 +489,7 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
             continue  # an endplate or osteophyte sliver, not a body
         ci, cj = np.median(centre[k0 : k1 + 1], axis=0)
         rib = bool(ribs_z[max(0, k0 - 1) : k1 + 2].any())
-        _, width = _lateral_features(g, k0, k1, float(ci), float(cj))
+        width = _body_width(g, k0, k1, float(ci), float(cj))
         partial = k0 == 0 or k1 == nz - 1
         feats.append((k0, k1, float(ci), float(cj), rib, width, partial, float(np.max(radius[k0 : k1 + 1]))))
     if not feats:

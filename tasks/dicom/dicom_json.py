@@ -117,36 +117,52 @@ def _entry(vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> dict[str,
 
 
 @lru_cache(maxsize=8192)
-def _prefix(tag: int, vr: str) -> str:
-    return f'"{tag:08X}":{{"vr":"{vr}"'
+def _prefix(tag: int, vr: str) -> str | None:
+    """``"GGGGEEEE":{"vr":"VR"`` (memoised by tag and VR), or ``None`` when the element is left out."""
+    return f'"{tag:08X}":{{"vr":"{vr}"' if _keep(tag, vr) else None
 
 
-def _json_number(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, str):
-        return _ENCODE_STR(v)
-    return repr(v)  # int.__repr__ / float.__repr__, as json does (non-finite values are None already)
+def _number_texts(parts: list[str], integer: bool) -> str:
+    """JSON array body of DS/IS strings: what ``_ENCODE(_strings_json(vr, parts))`` writes, directly."""
+    out = []
+    for s in parts:
+        s = s.strip()
+        if not s:
+            out.append("null")
+            continue
+        try:
+            f = float(s)
+        except ValueError:
+            out.append(_ENCODE_STR(s))
+            continue
+        if integer and f.is_integer():
+            out.append(repr(int(f)))
+        else:
+            out.append(repr(f) if math.isfinite(f) else "null")  # float.__repr__, as json writes it
+    return ",".join(out)
 
 
 def _fragment(tag: int, vr: str, raw: Any, encoding: str, pixel_rep: int | None) -> str:
     """``"GGGGEEEE":{...}`` for one element, or ``""`` when it is left out."""
     if vr == "US or SS":
         vr = "SS" if pixel_rep == 1 and tag not in _LUT_DESCRIPTORS else "US"
-    if not _keep(tag, vr):
+    prefix = _prefix(tag, vr)
+    if prefix is None:
         return ""
-    if vr in _TEXT_LIKE:  # the common case (UIDs, numbers as text): the text is built directly
+    if vr in _NUMBER_TEXT and isinstance(raw, bytes):  # decode_strings' DS/IS rule, then the JSON numbers
+        parts = raw.decode("latin_1").strip().rstrip(" \0").split("\\")
+        if parts == [""]:
+            return prefix + "}"
+        return prefix + ',"Value":[' + _number_texts(parts, vr == "IS") + "]}"
+    if vr in _TEXT_LIKE:  # UIDs, codes, dates, text: the text is built directly
         vals = decode_strings(vr, raw, encoding)
         if not vals:
-            return _prefix(tag, vr) + "}"
-        if vr in ("DS", "IS"):
-            body = ",".join(map(_json_number, _strings_json(vr, vals)))
-        else:
-            body = ",".join([_ENCODE_STR(v) if v != "" else "null" for v in vals])
-        return _prefix(tag, vr) + ',"Value":[' + body + "]}"
+            return prefix + "}"
+        return prefix + ',"Value":[' + ",".join([_ENCODE_STR(v) if v != "" else "null" for v in vals]) + "]}"
     return f'"{tag:08X}":' + _ENCODE(_entry(vr, raw, encoding, pixel_rep))
 
 
+_NUMBER_TEXT = frozenset({"DS", "IS"})
 _TEXT_LIKE = frozenset({"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR",
                         "UT"})
 

@@ -8,7 +8,7 @@ number of workers or the batch boundaries: the first file by path within a run, 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,16 @@ _SERIES_SET = frozenset(SERIES_COLUMNS)
 
 def _path(sf: SourceFile) -> str:
     return sf.path
+
+
+def _read_each(source: DicomSource, files: Sequence[SourceFile]) -> Iterator[tuple[SourceFile, bytes | Exception]]:
+    for sf in files:
+        try:
+            data = source.read_bytes(sf.path)
+        except Exception as e:  # noqa: BLE001 - reported as the file's quarantine reason
+            yield sf, e
+            continue
+        yield sf, data
 
 
 def content_hash(data: bytes) -> str:
@@ -83,12 +93,12 @@ def index_batch(
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     n_fast = 0
-    for sf in sorted(files, key=_path):
-        try:
-            data = source.read_bytes(sf.path)
-        except Exception as e:  # noqa: BLE001 - any read failure is a property of this file
+    ordered = sorted(files, key=_path)
+    reader = getattr(source, "read_files", None)
+    for sf, data in (reader(ordered) if reader is not None else _read_each(source, ordered)):
+        if not isinstance(data, bytes):  # any read failure is a property of this file
             bad.append({"path": sf.path, "size_bytes": None, "content_hash": None,
-                        "reason": QuarantineReason.UNREADABLE.value, "message": f"{type(e).__name__}: {e}"})
+                        "reason": QuarantineReason.UNREADABLE.value, "message": f"{type(data).__name__}: {data}"})
             continue
         h = content_hash(data)
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
@@ -77,13 +77,61 @@ class FolderSource:
         # os.open/os.read: a third of the cost of open().read() for the small files of an archive.
         fd = os.open(path, os.O_RDONLY)
         try:
-            size = os.fstat(fd).st_size
-            chunks = [os.read(fd, size + 1)]
-            while chunks[-1] and sum(map(len, chunks)) < size:  # a short read
-                chunks.append(os.read(fd, 1 << 20))
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+            return _read_fd(fd, os.fstat(fd).st_size)
         finally:
             os.close(fd)
+
+    def read_files(self, files: Iterable[SourceFile]) -> Iterator[tuple[SourceFile, bytes | OSError]]:
+        """Each file's bytes (or the error reading it), in the given order.
+
+        Files of one folder are opened relative to the folder (``openat``) and read with the listed size
+        as a first guess (no ``fstat``): about 25% less than :meth:`read_bytes` per small file. A file
+        that grew since it was listed is read to its end.
+        """
+        cur: str | None = None
+        dfd: int | None = None
+        try:
+            for sf in files:
+                folder, _, name = sf.path.rpartition(os.sep)
+                try:
+                    if not folder:  # a bare relative name
+                        fd = os.open(sf.path, os.O_RDONLY)
+                    else:
+                        if folder != cur:
+                            if dfd is not None:
+                                os.close(dfd)
+                                dfd = None
+                            cur = None
+                            dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                            cur = folder
+                        fd = os.open(name, os.O_RDONLY, dir_fd=dfd)
+                except OSError as e:
+                    yield sf, e
+                    continue
+                try:
+                    data = _read_fd(fd, sf.size if sf.size is not None else os.fstat(fd).st_size)
+                except OSError as e:
+                    yield sf, e
+                    continue
+                finally:
+                    os.close(fd)
+                yield sf, data
+        finally:
+            if dfd is not None:
+                os.close(dfd)
+
+
+def _read_fd(fd: int, size: int) -> bytes:
+    """Everything from ``fd``; ``size`` is the expected size (one read when it is right)."""
+    first = os.read(fd, size + 1)
+    if len(first) == size or not first:
+        return first
+    chunks = [first]
+    while True:  # grown since listed, or a short read: read to the end
+        chunk = os.read(fd, max(1 << 20, size))
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _walk(root: str) -> Iterator[str]:
