@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
 
+from schemas.enums import StrValueEnum
 
-class PHI(enum.Enum):
+
+class PHI(StrValueEnum):
     """Privacy class of a column.
 
     ``none``: not about a person; ``pseudonymous``: a keyed pseudonym (person_key);
@@ -22,29 +23,15 @@ class PHI(enum.Enum):
     QUASI = "quasi"
     DIRECT = "direct"
 
-    @classmethod
-    def _missing_(cls, value: object) -> PHI | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
-class Layer(enum.Enum):
+class Layer(StrValueEnum):
     """Warehouse layer; also the DuckDB schema a table's view lives in."""
 
     BRONZE = "bronze"
     SILVER = "silver"
     MARTS = "marts"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Layer | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 @dataclass(frozen=True)

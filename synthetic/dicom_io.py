@@ -6,7 +6,6 @@ the same bytes. No clock is read anywhere: all dates and times derive from the s
 
 from __future__ import annotations
 
-import enum
 from datetime import date
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from schemas.enums import StrValueEnum
 from synthetic.population import ISSUER, Patient, Study
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -34,20 +34,13 @@ XRAY_DOSE_SR = "1.2.840.10008.5.1.4.1.1.88.67"
 IMPLEMENTATION_UID = "1.2.826.0.1.3680043.8.498.1"
 
 
-class Syntax(enum.Enum):
+class Syntax(StrValueEnum):
     """Transfer syntaxes the hospital writes; accepts the member or its string value."""
 
     EXPLICIT = "explicit"
     IMPLICIT = "implicit"
     RLE = "rle"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Syntax | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 def uid(*parts: object) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import json
 from pathlib import Path
 from typing import IO
@@ -12,12 +11,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from schemas.enums import StrValueEnum
 from warehouse.lake import CATALOG_NAME, Warehouse
 
 __all__ = ["OutputFormat", "connect", "run_query", "write_result"]
 
 
-class OutputFormat(enum.Enum):
+class OutputFormat(StrValueEnum):
     """Result formats of ``osteolake sql``; accepts the member or its string value."""
 
     TABLE = "table"
@@ -25,13 +25,6 @@ class OutputFormat(enum.Enum):
     PARQUET = "parquet"
     JSON = "json"
 
-    @classmethod
-    def _missing_(cls, value: object) -> OutputFormat | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 def connect(warehouse: Path | str) -> duckdb.DuckDBPyConnection:

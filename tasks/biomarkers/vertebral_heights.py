@@ -301,7 +301,10 @@ def guesses_from_centres(
 # each slice's sensitivity profile (a box of width W along the spine). Fitting that model to the native
 # samples locates an endplate within a slice, where an edge on the interpolated profile cannot.
 THICK_U = 0.8  # columns used: |u| <= THICK_U (away from the walls, blurred in-plane at coarse pixels)
-_SEG_VALUE = (0, 1, 2, 1, 3, 1, 4, 1, 5)  # intensity of the 9 segments: B_up C D_up C B C D_dn C B_dn
+# intensity of the 9 segments (upper body, cortex, disc, cortex, body, cortex, disc, cortex, lower body):
+# one value for bone marrow, cortex and disc each, so that a few thick slices still constrain the geometry
+_SEG_VALUE = (0, 1, 2, 1, 0, 1, 2, 1, 0)
+_N_VALUES = 3
 
 
 def _segments(geo: NDArray[np.float64], u: NDArray[np.float64], t: float) -> NDArray[np.float64]:
@@ -320,10 +323,10 @@ def _segments(geo: NDArray[np.float64], u: NDArray[np.float64], t: float) -> NDA
 
 
 def _design(p: NDArray[np.float64], s: NDArray[np.float64], w: float) -> NDArray[np.float64]:
-    """(n, 6) fraction of each sample's box window ``[s - w/2, s + w/2]`` covered by each intensity."""
+    """(n, 3) fraction of each sample's box window ``[s - w/2, s + w/2]`` covered by each intensity."""
     lo, hi = s - w / 2, s + w / 2
     edges = np.concatenate([np.full((len(s), 1), np.inf), p, np.full((len(s), 1), -np.inf)], axis=1)
-    a = np.zeros((len(s), 6))
+    a = np.zeros((len(s), _N_VALUES))
     for j, k in enumerate(_SEG_VALUE):
         a[:, k] += np.clip(np.minimum(hi, edges[:, j]) - np.maximum(lo, edges[:, j + 1]), 0.0, None)
     return a / w
@@ -331,7 +334,7 @@ def _design(p: NDArray[np.float64], s: NDArray[np.float64], w: float) -> NDArray
 
 def _fit_residuals(x: NDArray[np.float64], s: NDArray[np.float64], u: NDArray[np.float64],
                    y: NDArray[np.float64], t: float) -> NDArray[np.float64]:
-    """Residuals of the layered model with geometry ``x[:-1]`` and profile width ``x[-1]``; the six
+    """Residuals of the layered model with geometry ``x[:-1]`` and profile width ``x[-1]``; the three
     intensities are solved by linear least squares (variable projection)."""
     a = _design(_segments(x[:-1], u, t), s, float(x[-1]))
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
@@ -369,21 +372,27 @@ def column_samples(image: NDArray[np.floating], spacing: tuple[float, float], g:
     return np.concatenate(ss), np.concatenate(qq), np.concatenate(vv)
 
 
-def _flat_side(s: NDArray[np.float64], y: NDArray[np.float64], sign: float, reach: float, w: float,
-               t: float) -> tuple[float, float] | None:
-    """Grid search of one flat endplate and its disc on the samples of one side (sign +1 cranial)."""
-    keep = sign * s >= -1.0
-    ss, yy = sign * s[keep], y[keep]
-    if len(ss) < 4:
-        return None
-    best: tuple[float, float, float] | None = None
-    for e in np.arange(3.0, max(reach - 1.0, 3.5), 0.5):
-        for d in np.arange(0.5, min(16.0, 2 * reach - e) + 1e-9, 1.0):
-            geo = np.array([e, 0, 0, -60.0, 0, 0, d, 0, 1.0, 0])
-            sse = float(np.sum(_fit_residuals(np.r_[geo, w], ss, np.zeros_like(ss), yy, t) ** 2))
-            if best is None or sse < best[0]:
-                best = (sse, e, d)
-    return None if best is None else (best[1], best[2])
+def _flat_init(s: NDArray[np.float64], y: NDArray[np.float64], reach_up: float, reach_dn: float, w: float,
+               t: float) -> NDArray[np.float64]:
+    """Flat endplates and discs by a grid search, one side at a time (three rounds): geometry vector."""
+    geo = np.array([0.4 * reach_up, 0, 0, -0.4 * reach_dn, 0, 0, 6.0, 0, 6.0, 0])
+    zeros = np.zeros_like(s)
+    for side in (0, 3, 0, 3):
+        reach = reach_up if side == 0 else reach_dn
+        sign = 1.0 if side == 0 else -1.0
+        best: tuple[float, float, float] | None = None
+        for e in np.arange(3.0, max(0.75 * reach, 3.5), 0.5):
+            for d in np.arange(1.0, max(min(16.0, reach - e - 2.0), 1.5), 1.0):
+                trial = geo.copy()
+                trial[side] = sign * e
+                trial[6 if side == 0 else 8] = d
+                sse = float(np.sum(_fit_residuals(np.r_[trial, w], s, zeros, y, t) ** 2))
+                if best is None or sse < best[0]:
+                    best = (sse, e, d)
+        if best is not None:
+            geo[side] = sign * best[1]
+            geo[6 if side == 0 else 8] = best[2]
+    return geo
 
 
 def fit_endplates_thick(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
@@ -430,11 +439,9 @@ def fit_endplates_thick(image: NDArray[np.floating], spacing: tuple[float, float
     u = u_cols[q.astype(int)]
     w0 = 1.2 * slice_mm
     central = np.abs(u) <= 0.5
-    up = _flat_side(s[central], y[central], 1.0, reach_up / 2 + 4.0, w0, t)
-    dn = _flat_side(s[central], y[central], -1.0, reach_dn / 2 + 4.0, w0, t)
-    if up is None or dn is None:
+    if central.sum() < 8:
         return None
-    x0 = np.array([up[0], 0, 0, -dn[0], 0, 0, up[1], 0, dn[1], 0, w0])
+    x0 = np.r_[_flat_init(s[central], y[central], reach_up, reach_dn, w0, t), w0]
     lb = np.array([2.0, -8, -6, -reach_dn, -8, -6, 0.2, -8, 0.2, -8, 0.8 * slice_mm])
     ub = np.array([reach_up, 8, 6, -2.0, 8, 6, 20, 8, 20, 8, 1.8 * slice_mm])
     x0 = np.clip(x0, lb + 1e-6, ub - 1e-6)

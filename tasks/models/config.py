@@ -2,29 +2,20 @@
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from datetime import date
 
-
-class _StrEnum(enum.Enum):
-    @classmethod
-    def _missing_(cls, value: object) -> _StrEnum | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
+from schemas.enums import StrValueEnum
 
 
-class Outcome(_StrEnum):
+class Outcome(StrValueEnum):
     """Predicted outcome: major osteoporotic fracture or hip fracture."""
 
     MOF = "mof"
     HIP = "hip"
 
 
-class SplitKind(_StrEnum):
+class SplitKind(StrValueEnum):
     """Validation design: later index dates, another site, or a random hold-out."""
 
     TEMPORAL = "temporal"
@@ -32,7 +23,7 @@ class SplitKind(_StrEnum):
     RANDOM = "random"
 
 
-class ModelName(_StrEnum):
+class ModelName(StrValueEnum):
     """The model families fitted per outcome.
 
     ``conventional``: FRAX-type clinical risk factors (not FRAX, which is proprietary);

@@ -2,45 +2,31 @@
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import pyarrow as pa
 
+from schemas.enums import StrValueEnum
 from schemas.tables.quality import DQ_RESULTS
 
 
-class Severity(enum.Enum):
+class Severity(StrValueEnum):
     """How bad a failed check is: ``critical`` blocks the publish, ``warning`` is reported only."""
 
     CRITICAL = "critical"
     WARNING = "warning"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Severity | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
-class CheckKind(enum.Enum):
+class CheckKind(StrValueEnum):
     """Where a check comes from: the table declaration, a domain rule or the OMOP input checks."""
 
     SCHEMA = "schema"
     DOMAIN = "domain"
     OMOP = "omop"
 
-    @classmethod
-    def _missing_(cls, value: object) -> CheckKind | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 @dataclass(frozen=True)
