@@ -222,24 +222,58 @@ def _vertebra_slice_mask(volume: Volume, v: VertebraLabel, k: int) -> np.ndarray
     return m if m.any() else None
 
 
+def centre_index(volume: Volume, v: VertebraLabel) -> float:
+    """Fractional slice index of the body's centre: the area-weighted mean slice of the labeller's
+    full-resolution body mask (closer to the mid-plane than the labeller's ~2 mm grid), else its centre."""
+    if v.body_mask is not None and v.body_mask.any():
+        area = v.body_mask.sum(axis=(1, 2)).astype(float)
+        return float(v.bbox[0] + np.sum(area * np.arange(len(area))) / area.sum())
+    return float(v.centre_voxel[0])
+
+
 def measure_level(volume: Volume, v: VertebraLabel) -> BodyComposition:
-    """Body composition on the axial slice nearest to the centre of vertebra ``v``."""
-    k = int(round(v.centre_voxel[0]))
-    k = min(max(k, 0), volume.shape[0] - 1)
-    hu = volume.hu[k]
+    """Body composition at the mid-plane of vertebra ``v``.
+
+    The areas are interpolated linearly between the two slices that bracket the mid-plane (the nearer
+    slice alone when it lies within a tenth of the spacing, or at the edge of the volume); ``labels``
+    are those of the nearer slice.
+    """
+    nz = volume.shape[0]
+    kc = min(max(centre_index(volume, v), 0.0), nz - 1.0)
+    k0 = int(np.floor(kc))
+    w = kc - k0
+    if w > 0.9 or k0 + 1 >= nz:
+        k0, w = min(k0 + 1, nz - 1), 0.0
+    parts = [(k0, 1.0 - w)] if w < 0.1 else [(k0, 1.0 - w), (k0 + 1, w)]
     _, dy, dx = volume.spacing_mm
-    labels = segment_slice(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]), _vertebra_slice_mask(volume, v, k))
     a = dy * dx / 100.0
-    m = labels == 1
-    sat = labels == 4
+    acc = dict.fromkeys(("muscle", "imat", "vat", "sat", "hu_sum"), 0.0)
+    labels_near: np.ndarray | None = None
+    sat_vals: list[np.ndarray] = []
+    n_muscle = 0.0
+    for k, wt in parts:
+        hu = volume.hu[k]
+        labels = segment_slice(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]),
+                               _vertebra_slice_mask(volume, v, k))
+        if labels_near is None or wt > 0.5:
+            labels_near = labels
+        m = labels == 1
+        acc["muscle"] += wt * float(m.sum())
+        acc["imat"] += wt * float((labels == 2).sum())
+        acc["vat"] += wt * float((labels == 3).sum())
+        acc["sat"] += wt * float((labels == 4).sum())
+        acc["hu_sum"] += wt * float(hu[m].sum(dtype=np.float64))
+        n_muscle += wt * float(m.sum())
+        sat_vals.append(hu[labels == 4])
+    sat = np.concatenate(sat_vals) if sat_vals else np.zeros(0, dtype=np.float32)
     return BodyComposition(
         level=v.level,
-        z_mm=float(volume.slice_z_mm[k]),
-        muscle_area_cm2=float(m.sum() * a),
-        muscle_hu_mean=float(hu[m].mean()) if m.any() else float("nan"),
-        imat_area_cm2=float((labels == 2).sum() * a),
-        vat_area_cm2=float((labels == 3).sum() * a),
-        sat_area_cm2=float(sat.sum() * a),
-        sat_hu_median=float(np.median(hu[sat])) if sat.sum() > 50 else None,
-        labels=labels,
+        z_mm=volume.z_mm(kc),
+        muscle_area_cm2=acc["muscle"] * a,
+        muscle_hu_mean=acc["hu_sum"] / n_muscle if n_muscle > 0 else float("nan"),
+        imat_area_cm2=acc["imat"] * a,
+        vat_area_cm2=acc["vat"] * a,
+        sat_area_cm2=acc["sat"] * a,
+        sat_hu_median=float(np.median(sat)) if sat.size > 50 else None,
+        labels=labels_near,
     )
