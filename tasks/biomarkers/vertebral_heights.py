@@ -302,9 +302,10 @@ def guesses_from_centres(
 # samples locates an endplate within a slice, where an edge on the interpolated profile cannot.
 THICK_U = 0.8  # columns used: |u| <= THICK_U (away from the walls, blurred in-plane at coarse pixels)
 # intensity of the 9 segments (upper body, cortex, disc, cortex, body, cortex, disc, cortex, lower body):
-# one value for bone marrow, cortex and disc each, so that a few thick slices still constrain the geometry
+# 0 marrow, 1 cortex, 2 disc. Marrow and disc get one value per column (the walls' in-plane blur and the
+# basivertebral vein change them across the depth), the cortex one value: few enough unknowns that a
+# handful of thick slices per column still constrain the geometry.
 _SEG_VALUE = (0, 1, 2, 1, 0, 1, 2, 1, 0)
-_N_VALUES = 3
 
 
 def _segments(geo: NDArray[np.float64], u: NDArray[np.float64], t: float) -> NDArray[np.float64]:
@@ -322,21 +323,28 @@ def _segments(geo: NDArray[np.float64], u: NDArray[np.float64], t: float) -> NDA
     return np.minimum.accumulate(p, axis=1)
 
 
-def _design(p: NDArray[np.float64], s: NDArray[np.float64], w: float) -> NDArray[np.float64]:
-    """(n, 3) fraction of each sample's box window ``[s - w/2, s + w/2]`` covered by each intensity."""
+def _design(p: NDArray[np.float64], s: NDArray[np.float64], w: float, q: NDArray[np.intp],
+            n_cols: int) -> NDArray[np.float64]:
+    """(n, 2 * n_cols + 1) fraction of each sample's box window ``[s - w/2, s + w/2]`` covered by each
+    intensity: marrow of column ``q`` (first ``n_cols``), disc of column ``q`` (next ``n_cols``), cortex."""
     lo, hi = s - w / 2, s + w / 2
     edges = np.concatenate([np.full((len(s), 1), np.inf), p, np.full((len(s), 1), -np.inf)], axis=1)
-    a = np.zeros((len(s), _N_VALUES))
+    frac = np.zeros((len(s), 3))
     for j, k in enumerate(_SEG_VALUE):
-        a[:, k] += np.clip(np.minimum(hi, edges[:, j]) - np.maximum(lo, edges[:, j + 1]), 0.0, None)
+        frac[:, k] += np.clip(np.minimum(hi, edges[:, j]) - np.maximum(lo, edges[:, j + 1]), 0.0, None)
+    a = np.zeros((len(s), 2 * n_cols + 1))
+    rows = np.arange(len(s))
+    a[rows, q] = frac[:, 0]
+    a[rows, n_cols + q] = frac[:, 2]
+    a[:, -1] = frac[:, 1]
     return a / w
 
 
 def _fit_residuals(x: NDArray[np.float64], s: NDArray[np.float64], u: NDArray[np.float64],
-                   y: NDArray[np.float64], t: float) -> NDArray[np.float64]:
-    """Residuals of the layered model with geometry ``x[:-1]`` and profile width ``x[-1]``; the three
+                   y: NDArray[np.float64], t: float, q: NDArray[np.intp], n_cols: int) -> NDArray[np.float64]:
+    """Residuals of the layered model with geometry ``x[:-1]`` and profile width ``x[-1]``; the
     intensities are solved by linear least squares (variable projection)."""
-    a = _design(_segments(x[:-1], u, t), s, float(x[-1]))
+    a = _design(_segments(x[:-1], u, t), s, float(x[-1]), q, n_cols)
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
     return np.asarray(y - a @ coef)
 
@@ -372,8 +380,8 @@ def column_samples(image: NDArray[np.floating], spacing: tuple[float, float], g:
     return np.concatenate(ss), np.concatenate(qq), np.concatenate(vv)
 
 
-def _flat_init(s: NDArray[np.float64], y: NDArray[np.float64], reach_up: float, reach_dn: float, w: float,
-               t: float) -> NDArray[np.float64]:
+def _flat_init(s: NDArray[np.float64], y: NDArray[np.float64], q: NDArray[np.intp], n_cols: int,
+               reach_up: float, reach_dn: float, w: float, t: float) -> NDArray[np.float64]:
     """Flat endplates and discs by a grid search, one side at a time (three rounds): geometry vector."""
     geo = np.array([0.4 * reach_up, 0, 0, -0.4 * reach_dn, 0, 0, 6.0, 0, 6.0, 0])
     zeros = np.zeros_like(s)
@@ -386,7 +394,7 @@ def _flat_init(s: NDArray[np.float64], y: NDArray[np.float64], reach_up: float, 
                 trial = geo.copy()
                 trial[side] = sign * e
                 trial[6 if side == 0 else 8] = d
-                sse = float(np.sum(_fit_residuals(np.r_[trial, w], s, zeros, y, t) ** 2))
+                sse = float(np.sum(_fit_residuals(np.r_[trial, w], s, zeros, y, t, q, n_cols) ** 2))
                 if best is None or sse < best[0]:
                     best = (sse, e, d)
         if best is not None:

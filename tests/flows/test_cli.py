@@ -42,3 +42,14 @@ def test_synth_refuses_a_non_empty_folder(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "not empty" in result.output
     assert (tmp_path / "x").read_text() == "keep me"
+
+
+def test_synth_writes_archive_omop_and_truth(tmp_path: Path) -> None:
+    out = tmp_path / "hospital"
+    result = CliRunner().invoke(get_app(), ["synth", "--patients", "2", "--seed", "7", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert any(p.is_file() for p in (out / "archive").rglob("*"))
+    assert (out / "omop" / "person.csv").is_file()
+    for name in ("persons", "series", "vertebrae", "dirty_files"):
+        assert (out / "truth" / f"{name}.parquet").is_file()
+    assert "wrote the synthetic hospital" in result.output
