@@ -19,24 +19,36 @@ from __future__ import annotations
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.dicom.ingest import NARROW_COLUMNS, BatchResult, index_batch, resolve_batch
-from tasks.dicom.manifest import diff_manifest
-from tasks.dicom.series import aggregate_series, aggregate_studies
+from schemas import get_table
+from tasks.dicom.ingest import (
+    NARROW_COLUMNS,
+    BatchResult,
+    KnownInstances,
+    empty,
+    index_batch,
+    resolve_batch,
+    summarise_batch,
+)
+from tasks.dicom.manifest import ManifestDiff, iter_diff
+from tasks.dicom.series import SeriesAccumulator, aggregate_studies, study_descriptions
 from tasks.dicom.sources import DicomSource, SourceFile, open_source
 from warehouse.lake import SnapshotBuilder, Warehouse
+from warehouse.parquet_io import read_files
 
 Progress = Callable[[int, int], None]
-INSTANCE_FLUSH_ROWS = 2048  # instance rows (with their DICOM JSON, ~10 MB) held before a Parquet file is written
-FLUSH_ROWS = 100_000  # manifest/quarantine/duplicates rows held before they are written (about 25 MB)
+INSTANCE_FLUSH_ROWS = 4096  # instance rows (with their DICOM JSON, ~10 MB) held before a Parquet file is written
+FLUSH_ROWS = 16_384  # manifest/quarantine/duplicates rows held before they are written (about 4 MB)
+BATCH_LOCAL, BATCH_DASK = 256, 1024  # default files per batch: in this process, on Dask workers
 
 
 @dataclass
@@ -69,42 +81,100 @@ def new_run_id() -> str:
     return "ingest-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def _batches(files: list[SourceFile], size: int) -> list[list[SourceFile]]:
-    return [files[i : i + size] for i in range(0, len(files), size)]
+def _batches(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
+    it = iter(files)
+    while batch := list(islice(it, size)):
+        yield batch
 
 
-def _index_batch(source: DicomSource, files: list[SourceFile], kw: dict[str, Any]) -> BatchResult:
+Batch = tuple[list[str], list[int | None], list[float | None]]  # paths, sizes, mtimes: cheap to pickle
+
+
+def _pack(files: list[SourceFile]) -> Batch:
+    return [f.path for f in files], [f.size for f in files], [f.mtime for f in files]
+
+
+def _index_batch(source: DicomSource, batch: Batch, kw: dict[str, Any]) -> BatchResult:
+    """One batch where it runs: parse, then the series partials (so the driver only merges them).
+
+    The listing is not sent back (the driver has it): the result carries no ``listed``.
+    """
+    files = [SourceFile(p, s, m) for p, s, m in zip(*batch, strict=True)]
     # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
-    return index_batch(source, files, **kw)
+    result = summarise_batch(index_batch(source, files, **kw))
+    result.listed = []
+    return result
 
 
 def _results(
-    source: DicomSource, batches: list[list[SourceFile]], kw: dict[str, Any], dask_address: str | None,
+    source: DicomSource, batches: Iterator[list[SourceFile]], kw: dict[str, Any], dask_address: str | None,
     workers: int,
 ) -> Iterator[BatchResult]:
-    """Batch results in submission order; at most ``2 * workers`` batches in flight (bounded memory)."""
+    """Batch results in submission order; at most ``2 * workers`` batches in flight (bounded memory).
+
+    Batches are taken from ``batches`` lazily, so a streamed listing overlaps with the parsing.
+    """
     if not dask_address:
         for b in batches:
-            yield index_batch(source, b, **kw)
+            res = _index_batch(source, _pack(b), kw)
+            res.listed = b
+            yield res
         return
     from distributed import Client
 
     with Client(dask_address) as client:
         n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        pending: deque[Any] = deque()
-        it = iter(batches)
-        for b in it:
-            pending.append(client.submit(_index_batch, source, b, kw, pure=False))
+        pending: deque[tuple[list[SourceFile], Any]] = deque()
+
+        def take() -> BatchResult:
+            b, fut = pending.popleft()
+            res: BatchResult = fut.result()
+            res.listed = b
+            return res
+
+        for b in batches:
+            pending.append((b, client.submit(_index_batch, source, _pack(b), kw, pure=False)))
             if len(pending) >= 2 * n:
-                yield pending.popleft().result()
+                yield take()
         while pending:
-            yield pending.popleft().result()
+            yield take()
 
 
 def _without_paths(table: pa.Table, paths: set[str]) -> pa.Table:
     if not paths or table.num_rows == 0:
         return table
     return table.filter(pc.invert(pc.is_in(table.column("path"), value_set=pa.array(sorted(paths), pa.string()))))
+
+
+def _previous_manifest(builder: SnapshotBuilder) -> pa.Table:
+    if builder.parent is None and "manifest" not in builder.changed_tables():
+        return empty("manifest")  # a first run: nothing to read (and no pandas import for an empty table)
+    return builder.read("manifest")
+
+
+class _Writer:
+    """Buffers the run's rows and appends them to the builder in large files (bounded memory)."""
+
+    def __init__(self, builder: SnapshotBuilder) -> None:
+        self.builder = builder
+        self.parts: dict[str, list[pa.Table]] = {"instances": [], "manifest": [], "quarantine": [],
+                                                 "duplicates": []}
+        self.rows = dict.fromkeys(self.parts, 0)
+
+    def add(self, name: str, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.parts[name].append(table)
+        self.rows[name] += table.num_rows
+        if self.rows[name] >= (INSTANCE_FLUSH_ROWS if name == "instances" else FLUSH_ROWS):
+            self.flush(name)
+
+    def flush(self, name: str | None = None) -> None:
+        for n in [name] if name else list(self.parts):
+            if self.parts[n]:
+                self.builder.append(n, pa.concat_tables(self.parts[n]))
+            self.parts[n] = []
+            self.rows[n] = 0
 
 
 def run_ingest(
@@ -115,7 +185,7 @@ def run_ingest(
     dask_address: str | None = None,
     workers: int = 1,
     issuer: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     fast: bool = True,
     progress: Progress | None = None,
     on_batch: Callable[[int], None] | None = None,
@@ -137,11 +207,11 @@ def run_ingest(
     issuer
         IssuerOfPatientID to assume when a file has none.
     batch_size
-        Files per batch.
+        Files per batch (default :data:`BATCH_LOCAL` in this process, :data:`BATCH_DASK` on Dask).
     fast
         ``False`` parses with pydicom only (the reference).
     progress
-        Called with (files done, files to read).
+        Called with (files done, files to read so far).
     on_batch
         Called with the batch number after each batch is staged (tests use it to simulate a crash).
 
@@ -149,94 +219,145 @@ def run_ingest(
     -------
     dict
         :class:`IngestSummary` as a dict.
+
+    Notes
+    -----
+    The driver holds no per-file state that grows with the archive: a first run streams the listing
+    (a source that lists in path order) into batches, duplicate detection keeps 16 bytes per indexed
+    instance in memory (:class:`tasks.dicom.ingest.KnownInstances`), and series are summarised from
+    per-batch partials computed where the batch ran. A later run re-summarises only the series (and
+    studies) its files touch, reading the previous instances one data file at a time.
     """
     start = time.perf_counter()
     summary = IngestSummary(run_id=builder.run_id)
     srcs = [open_source(s) if isinstance(s, str) else s for s in
             ([sources] if isinstance(sources, str | DicomSource) else list(sources))]
-    prev_manifest = builder.read("manifest")
-    m = prev_manifest.to_pydict()
-    known = {sop: (p, h) for p, h, sop, st in
-             zip(m["path"], m["content_hash"], m["sop_instance_uid"], m["status"], strict=True) if st == "indexed"}
+    size = batch_size or (BATCH_DASK if dask_address else BATCH_LOCAL)
+    prev_manifest = _previous_manifest(builder)
+    incremental = builder.parent is not None
     reasons: Counter[str] = Counter()
-    narrow: list[pa.Table] = []
-    small: dict[str, list[pa.Table]] = {"manifest": [], "quarantine": [], "duplicates": []}
-    pending_rows: list[pa.Table] = []
+    writer = _Writer(builder)
+    acc = SeriesAccumulator(defer_positions=incremental)
     reread: set[str] = set()
     changed: set[str] = set()
-    dropped = False  # an indexed file changed: its old instance row was removed
+    dropped_series: set[str] = set()
     kw = {"key": key, "default_issuer": issuer, "fast": fast}
-    for source in srcs:
-        diff = diff_manifest(source.list_files(), prev_manifest)
-        summary.seen += diff.seen
-        summary.new += diff.new
-        summary.changed += diff.changed
-        summary.unchanged += diff.unchanged
-        if not diff.to_read:
-            continue
-        reread |= {sf.path for sf in diff.to_read}
-        changed |= diff.changed_paths
-        if diff.changed_paths:  # a changed file that was indexed: drop its old instance row first
-            old_sops = {sop for sop, (p, _) in known.items() if p in diff.changed_paths}
-            changed_indexed = {known[s][0] for s in old_sops}
-            for s in old_sops:
-                del known[s]
-            if changed_indexed:
-                builder.replace("instances", _without_paths(builder.read("instances"), changed_indexed))
-                dropped = True
-        done = 0
-        batches = _batches(diff.to_read, batch_size)
-        for i, result in enumerate(_results(source, batches, kw, dask_address, workers)):
-            res = resolve_batch(result, known, builder.run_id)
-            pending_rows.append(res.instances)
-            if sum(t.num_rows for t in pending_rows) >= INSTANCE_FLUSH_ROWS:
-                builder.append("instances", pa.concat_tables(pending_rows))
-                pending_rows = []
-            narrow.append(res.instances.select(list(NARROW_COLUMNS)))
-            # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
-            for name, rows in (("manifest", res.manifest), ("quarantine", res.quarantine),
-                               ("duplicates", res.duplicates)):
-                small[name].append(rows)
-                if sum(t.num_rows for t in small[name]) >= FLUSH_ROWS:
-                    builder.append(name, pa.concat_tables(small.pop(name)))
-                    small[name] = []
-            for r in res.quarantine.column("reason").to_pylist():
-                reasons[r] += 1
-            summary.read += len(result.listed)
-            summary.indexed += res.instances.num_rows
-            summary.duplicates += res.duplicates.num_rows
-            summary.fast_parsed += result.fast
-            done += len(result.listed)
-            if progress:
-                progress(done, len(diff.to_read))
-            if on_batch:
-                on_batch(i)
+    with KnownInstances() as known:
+        if prev_manifest.num_rows:
+            indexed = prev_manifest.filter(pc.equal(prev_manifest.column("status"), "indexed"))
+            cols = indexed.select(["sop_instance_uid", "path", "content_hash"]).to_pydict()
+            known.update(dict(zip(cols["sop_instance_uid"], zip(cols["path"], cols["content_hash"], strict=True),
+                                  strict=True)))
+        for source in srcs:
+            diff = ManifestDiff()
+            listing = iter_diff(source.list_files(), prev_manifest, diff,
+                                in_order=bool(getattr(source, "lists_in_order", False)))
+            if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
+                to_read: Iterable[SourceFile] = list(listing)
+                reread |= {sf.path for sf in to_read}  # type: ignore[union-attr]
+                changed |= diff.changed_paths
+                dropped_series |= _drop_changed(builder, known, diff.changed_paths)
+            else:
+                to_read = listing
+            queued = 0
+
+            def counted(files: Iterable[SourceFile]) -> Iterator[SourceFile]:
+                nonlocal queued
+                for sf in files:
+                    queued += 1
+                    yield sf
+
+            done = 0
+            for i, result in enumerate(_results(source, _batches(counted(to_read), size), kw, dask_address, workers)):
+                res = resolve_batch(result, known, builder.run_id)
+                writer.add("instances", res.instances)
+                if res.instances.num_rows == result.parsed.num_rows and result.series is not None:
+                    acc.add(result.series, result.descriptions)
+                else:  # duplicates were dropped: summarise the kept rows only
+                    acc.add_table(res.instances)
+                # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
+                writer.add("manifest", res.manifest)
+                writer.add("quarantine", res.quarantine)
+                writer.add("duplicates", res.duplicates)
+                reasons.update(res.quarantine.column("reason").to_pylist())
+                summary.read += len(result.listed)
+                summary.indexed += res.instances.num_rows
+                summary.duplicates += res.duplicates.num_rows
+                summary.fast_parsed += result.fast
+                done += len(result.listed)
+                if progress:
+                    progress(done, queued)
+                if on_batch:
+                    on_batch(i)
+            summary.seen += diff.seen
+            summary.new += diff.new
+            summary.changed += diff.changed
+            summary.unchanged += diff.unchanged
     summary.quarantined = dict(sorted(reasons.items()))
-    if pending_rows:
-        builder.append("instances", pa.concat_tables(pending_rows))
-    for name, parts in small.items():
-        if parts:
-            builder.append(name, pa.concat_tables(parts))
+    writer.flush()
     if changed:  # the previous rows of re-read files are superseded by this run's
         for name in ("manifest", "quarantine", "duplicates"):
             table = builder.read(name)
             old = pc.and_(pc.is_in(table.column("path"), value_set=pa.array(sorted(changed), pa.string())),
                           pc.not_equal(table.column("run_id"), builder.run_id))
             builder.replace(name, table.filter(pc.fill_null(pc.invert(old), True)).sort_by("path"))
-    if summary.indexed or dropped:
-        # Series of new instances need every instance of the series. This run's rows are kept narrow in
-        # memory; the parent snapshot's are read (whole, then narrowed: the lake API reads whole tables).
-        parts = narrow
-        if builder.parent is not None:
-            old = builder.warehouse.read("instances", snapshot=builder.parent)
-            old = _without_paths(old, reread).select(list(NARROW_COLUMNS))
-            parts = [old, *narrow]
-        allrows = pa.concat_tables(parts)
-        series = aggregate_series(allrows)
+    if summary.indexed or dropped_series:
+        if incremental:
+            series, studies = _resummarise(builder, acc, reread, dropped_series)
+        else:
+            series = acc.series_table()
+            studies = acc.studies_table(series)
         builder.replace("series", series)
-        builder.replace("studies", aggregate_studies(series, allrows))
+        builder.replace("studies", studies)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary.as_dict()
+
+
+def _drop_changed(builder: SnapshotBuilder, known: KnownInstances, changed_paths: set[str]) -> set[str]:
+    """Forget the instances of changed files (their new content is read again); returns their series."""
+    if not changed_paths:
+        return set()
+    gone = known.drop_paths(changed_paths)
+    if not gone:
+        return set()
+    inst = builder.read("instances")
+    paths = set(gone.values())
+    hit = pc.is_in(inst.column("path"), value_set=pa.array(sorted(paths), pa.string()))
+    series = set(inst.filter(hit).column("series_instance_uid").to_pylist())
+    builder.replace("instances", inst.filter(pc.invert(hit)))
+    return series
+
+
+def _resummarise(builder: SnapshotBuilder, new: SeriesAccumulator, reread: set[str],
+                 dropped_series: set[str]) -> tuple[pa.Table, pa.Table]:
+    """Series and studies after an incremental run: the series this run touched are summarised again
+    from the previous instances (one data file at a time) followed by this run's; the others are kept."""
+    affected = new.series_uids | dropped_series
+    decl = get_table("instances")
+    acc = SeriesAccumulator()
+    old_desc: dict[str, Counter[str]] = {}
+    for path in builder.warehouse.files("instances", snapshot=builder.parent):
+        part = _without_paths(read_files(decl, [path]).select(list(NARROW_COLUMNS)), reread)
+        acc.add_table(part.filter(pc.is_in(part.column("series_instance_uid"),
+                                           value_set=pa.array(sorted(affected), pa.string()))).combine_chunks())
+        for uid, c in study_descriptions(part).items():
+            old_desc.setdefault(uid, Counter()).update(c)
+    acc.merge(new)
+    redone = acc.series_table()
+    prev_series = builder.read("series")
+    prev_hit = pc.is_in(prev_series.column("series_instance_uid"), value_set=pa.array(sorted(affected), pa.string()))
+    series = pa.concat_tables([prev_series.filter(pc.invert(prev_hit)), redone.select(prev_series.column_names)])
+    series = series.sort_by("series_instance_uid")
+    touched = set(redone.column("study_instance_uid").to_pylist()) | set(
+        prev_series.filter(prev_hit).column("study_instance_uid").to_pylist())
+    desc = {uid: old_desc.get(uid, Counter()) + new.descriptions.get(uid, Counter()) for uid in touched}
+    in_touched = pc.is_in(series.column("study_instance_uid"), value_set=pa.array(sorted(touched), pa.string()))
+    redone_studies = aggregate_studies(series.filter(in_touched), descriptions=desc)
+    prev_studies = builder.read("studies")
+    keep = prev_studies.filter(pc.invert(pc.is_in(prev_studies.column("study_instance_uid"),
+                                                  value_set=pa.array(sorted(touched), pa.string()))))
+    studies = pa.concat_tables([keep, redone_studies.select(keep.column_names)]).sort_by("study_instance_uid")
+    return series, studies
 
 
 def ingest_archive_core(
@@ -247,7 +368,7 @@ def ingest_archive_core(
     workers: int = 1,
     dask_address: str | None = None,
     issuer: str | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     fast: bool = True,
     run_id: str | None = None,
     progress: Progress | None = None,

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
 from tasks.biomarkers import morphology as morph
@@ -120,17 +121,81 @@ def _split(inner: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[np.ndarr
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     m = inner[r0:r1, c0:c1]
     dist = ndi.distance_transform_edt(m, sampling=spacing_yx)
-    # h-maxima by reconstruction: regional maxima of (dist - h) reconstructed under dist.
-    from skimage.morphology import reconstruction
-
-    seed = np.maximum(dist - SPLIT_MM, 0.0)
-    rec = reconstruction(seed, dist, method="dilation")
-    peaks = (dist - rec) >= SPLIT_MM - 1e-6
+    # h-maxima by reconstruction (regional maxima of dist - h reconstructed under dist), on a ~1.5 mm
+    # subsample: the markers only need to find the compact pieces, the watershed runs at full resolution.
+    f = max(1, int(round(1.5 / max(min(spacing_yx), 1e-6))))
+    d = dist[::f, ::f]
+    rec = reconstruction(np.maximum(d - SPLIT_MM, 0.0), d, method="dilation")
+    peaks = np.repeat(np.repeat((d - rec) >= SPLIT_MM - 1e-6, f, axis=0), f, axis=1)[: m.shape[0], : m.shape[1]]
     markers, n = ndi.label(peaks & m)
     if n == 0:
         markers, n = ndi.label(m)
     lab[r0:r1, c0:c1] = watershed(-dist, markers, mask=m)
     return lab, int(n)
+
+
+def _skin_partial_sat(hu: np.ndarray, labels: np.ndarray, body: np.ndarray) -> float:
+    """Subcutaneous fat (in pixels) in the partial-volume rim at the skin, which the adipose window misses.
+
+    A pixel straddling the skin holds a fraction ``f`` of fat and ``1 - f`` of air, so its HU is
+    ``air + f (fat - air)``; below -190 HU (``f`` < ~0.9) it is not counted as adipose, which biases SAT
+    low by about half a pixel of the body's perimeter. Here each pixel of the two-pixel ring across the
+    body outline that is neither labelled nor brighter than fat adds its fraction
+    ``f = (HU + 1000) / (fat + 1000)``, with ``fat`` the median of the labelled SAT.
+    """
+    sat = labels == 4
+    if sat.sum() < 50:
+        return 0.0
+    fat_hu = float(np.median(hu[sat]))
+    ring = morph.dilate(body, 1.0, 1.0) & ~morph.erode(body, 1.0, 1.0) & (labels == 0)
+    vals = hu[ring & (hu < ADIPOSE_HU[0])]
+    # Only where the rim borders subcutaneous fat (not muscle or bone reaching the skin).
+    near_sat = morph.dilate(sat, 1.5, 1.5)[ring & (hu < ADIPOSE_HU[0])]
+    f = np.clip((vals[near_sat] + 1000.0) / (fat_hu + 1000.0), 0.0, 1.0)
+    return float(f.sum())
+
+
+def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray, vmask: np.ndarray | None,
+                      vertebra_yx: tuple[float, float] | None, spacing_yx: tuple[float, float]) -> np.ndarray:
+    """The pieces of ``inner`` (muscle-window pixels inside the fascia, off the wall) that are skeletal
+    muscle: behind the back of the vertebral body, or against the body (psoas) or the wall (quadratus
+    lumborum, posterolateral wall) behind its front (see the module docstring)."""
+    dy, dx = spacing_yx
+    out = np.zeros(inner.shape, dtype=bool)
+    if vertebra_yx is None or not inner.any():
+        return out
+    # The vertebral body on this slice: the labeller's mask, else the bone component at the centre.
+    vb = vmask
+    if vb is None or not vb.any():
+        bl, _ = ndi.label(bone_fill)
+        c = (int(round(vertebra_yx[0])), int(round(vertebra_yx[1])))
+        inside = 0 <= c[0] < inner.shape[0] and 0 <= c[1] < inner.shape[1] and bl[c] > 0
+        vb = (bl == bl[c]) if inside else np.zeros_like(inner)
+    if vb.any():
+        vrows = np.nonzero(vb.any(axis=1))[0]
+        front, back = float(vrows.min()), float(vrows.max())
+    else:
+        front, back = vertebra_yx[0] - 15.0 / dy, vertebra_yx[0] + 15.0 / dy
+    # Only what lies behind a line 40 mm in front of the body can qualify; bowel further forward is
+    # left out before the (costly) split.
+    r0 = max(0, int(front - 40.0 / dy))
+    sub = inner[r0:]
+    lab, _ = _split(sub, (dy, dx))
+    n = int(lab.max())
+    if n == 0:
+        return out
+    idx = np.arange(1, n + 1)
+    cy = r0 + np.asarray(ndi.mean(np.indices(sub.shape)[0], lab, idx))
+    near = (morph.dilate(vb, 3.0 / dy, 3.0 / dx) if vb.any() else vb)[r0:]
+    touch = np.zeros(n + 1, dtype=bool)
+    touch[np.unique(lab[near & (lab > 0)])] = True
+    on_wall = np.zeros(n + 1, dtype=bool)
+    on_wall[np.unique(lab[morph.dilate(wall, 1.5, 1.5)[r0:] & (lab > 0)])] = True
+    keep = np.zeros(n + 1, dtype=bool)
+    mid = 0.5 * (front + back)
+    keep[1:] = (cy >= back) | (touch[1:] & (cy >= front)) | (on_wall[1:] & (cy >= mid))
+    out[r0:] = keep[lab]
+    return out
 
 
 def segment_slice(
@@ -148,9 +213,34 @@ def segment_slice(
     vertebra_yx : (row, column) of the vertebral body centre, used to place the posterior muscles.
     vertebra_mask : optional boolean mask of the vertebral body on this slice (same shape as ``hu``).
     """
+    return _segment(hu, spacing_yx, vertebra_yx, vertebra_mask)[0]
+
+
+def _segment(
+    hu_full: np.ndarray,
+    spacing_yx: tuple[float, float],
+    vertebra_yx: tuple[float, float] | None,
+    vertebra_mask: np.ndarray | None = None,
+) -> tuple[np.ndarray, float]:
+    """:func:`segment_slice` and the skin partial-volume SAT (pixels), worked inside the body's box."""
     dy, dx = spacing_yx
     px_area = dy * dx
-    body = morph.fill_holes(morph.largest(hu > -500.0))
+    out_full = np.zeros(hu_full.shape, dtype=np.uint8)
+    body_full = morph.largest(hu_full > -500.0)
+    if not body_full.any():
+        return out_full, 0.0
+    rows = np.nonzero(body_full.any(axis=1))[0]
+    cols = np.nonzero(body_full.any(axis=0))[0]
+    r0, c0 = max(0, rows[0] - 2), max(0, cols[0] - 2)
+    box = (slice(r0, rows[-1] + 3), slice(c0, cols[-1] + 3))
+    hu = hu_full[box]
+    body = morph.fill_holes(body_full[box])
+    if vertebra_yx is not None:
+        vertebra_yx = (vertebra_yx[0] - r0, vertebra_yx[1] - c0)
+    if vertebra_mask is not None and vertebra_mask.shape == hu_full.shape:
+        vertebra_mask = vertebra_mask[box]
+    else:
+        vertebra_mask = None
     muscle = (hu >= MUSCLE_HU[0]) & (hu <= MUSCLE_HU[1]) & body
     fat = (hu >= ADIPOSE_HU[0]) & (hu <= ADIPOSE_HU[1]) & body
     bone = (hu > BONE_HU) & body
@@ -162,39 +252,14 @@ def segment_slice(
     opened = morph.opening(muscle, k, k)
     filled = morph.fill_holes(opened | bone)
     fascia = morph.largest(filled) if filled.any() else filled
-    out = np.zeros(hu.shape, dtype=np.uint8)
+    out = out_full[box]  # a view: labels are written into the full-slice image
     out[fat & ~fascia] = 4
     if not fascia.any():
-        return out
+        return out_full, _skin_partial_sat(hu, out, body)
     dist = ndi.distance_transform_edt(fascia, sampling=(dy, dx))
     wall = muscle & (dist <= _wall_mm(fascia, dist, muscle) + 0.5)
     inner = muscle & fascia & ~wall
-    keep_mask = np.zeros(hu.shape, dtype=bool)
-    if vertebra_yx is not None and inner.any():
-        lab, n = _split(inner, (dy, dx))
-        n = int(lab.max())
-        if n:
-            # The vertebral body on this slice: the labeller's mask, else the bone component at the centre.
-            vb = vmask
-            if vb is None or not vb.any():
-                bl, _ = ndi.label(bone_fill)
-                c = (int(round(vertebra_yx[0])), int(round(vertebra_yx[1])))
-                inside = 0 <= c[0] < hu.shape[0] and 0 <= c[1] < hu.shape[1] and bl[c] > 0
-                vb = (bl == bl[c]) if inside else np.zeros_like(bone)
-            if vb.any():
-                vrows = np.nonzero(vb.any(axis=1))[0]
-                front, back = float(vrows.min()), float(vrows.max())
-            else:
-                front, back = vertebra_yx[0] - 15.0 / dy, vertebra_yx[0] + 15.0 / dy
-            idx = np.arange(1, n + 1)
-            cy = np.asarray(ndi.mean(np.indices(hu.shape)[0], lab, idx))
-            near = morph.dilate(vb, 3.0 / dy, 3.0 / dx) if vb.any() else vb
-            touch = np.zeros(n + 1, dtype=bool)
-            touch[np.unique(lab[near & (lab > 0)])] = True
-            keep = np.zeros(n + 1, dtype=bool)
-            keep[1:] = (cy >= back) | (touch[1:] & (cy >= front))
-            keep_mask = keep[lab]
-    smm = wall | keep_mask
+    smm = wall | _posterior_muscle(inner, wall, bone_fill, vmask, vertebra_yx, (dy, dx))
     # Intermuscular fat: small fat holes enclosed by skeletal muscle.
     holes = morph.fill_holes(smm) & ~smm
     hl, hn = ndi.label(holes)
@@ -206,7 +271,7 @@ def segment_slice(
     out[smm] = 1
     out[imat] = 2
     out[fat & fascia & ~imat & ~smm] = 3
-    return out
+    return out_full, _skin_partial_sat(hu, out, body)
 
 
 def _vertebra_slice_mask(volume: Volume, v: VertebraLabel, k: int) -> np.ndarray | None:
@@ -235,16 +300,20 @@ def measure_level(volume: Volume, v: VertebraLabel) -> BodyComposition:
     """Body composition at the mid-plane of vertebra ``v``.
 
     The areas are interpolated linearly between the two slices that bracket the mid-plane (the nearer
-    slice alone when it lies within a tenth of the spacing, or at the edge of the volume); ``labels``
-    are those of the nearer slice.
+    slice alone when it lies within 0.5 mm of it, or at the edge of the volume); ``labels`` are those of
+    the nearer slice.
     """
     nz = volume.shape[0]
     kc = min(max(centre_index(volume, v), 0.0), nz - 1.0)
     k0 = int(np.floor(kc))
     w = kc - k0
-    if w > 0.9 or k0 + 1 >= nz:
-        k0, w = min(k0 + 1, nz - 1), 0.0
-    parts = [(k0, 1.0 - w)] if w < 0.1 else [(k0, 1.0 - w), (k0 + 1, w)]
+    if k0 + 1 >= nz:
+        k0, w = nz - 1, 0.0
+    # One slice when the nearer one lies within 0.5 mm of the mid-plane (thin slices), else two.
+    gap = abs(volume.z_mm(k0 + 1) - volume.z_mm(k0)) if k0 + 1 < nz else 0.0
+    if min(w, 1.0 - w) * gap <= 0.5:
+        k0, w = (k0, 0.0) if w <= 0.5 else (k0 + 1, 0.0)
+    parts = [(k0, 1.0)] if w == 0.0 else [(k0, 1.0 - w), (k0 + 1, w)]
     _, dy, dx = volume.spacing_mm
     a = dy * dx / 100.0
     acc = dict.fromkeys(("muscle", "imat", "vat", "sat", "hu_sum"), 0.0)
@@ -253,15 +322,15 @@ def measure_level(volume: Volume, v: VertebraLabel) -> BodyComposition:
     n_muscle = 0.0
     for k, wt in parts:
         hu = volume.hu[k]
-        labels = segment_slice(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]),
-                               _vertebra_slice_mask(volume, v, k))
+        labels, skin_sat = _segment(hu, (dy, dx), (v.centre_voxel[1], v.centre_voxel[2]),
+                                    _vertebra_slice_mask(volume, v, k))
         if labels_near is None or wt > 0.5:
             labels_near = labels
         m = labels == 1
         acc["muscle"] += wt * float(m.sum())
         acc["imat"] += wt * float((labels == 2).sum())
         acc["vat"] += wt * float((labels == 3).sum())
-        acc["sat"] += wt * float((labels == 4).sum())
+        acc["sat"] += wt * (float((labels == 4).sum()) + skin_sat)
         acc["hu_sum"] += wt * float(hu[m].sum(dtype=np.float64))
         n_muscle += wt * float(m.sum())
         sat_vals.append(hu[labels == 4])

@@ -1,4 +1,5 @@
-"""CT biomarker extraction of one series: volume -> vertebrae -> trabecular density, body composition, QC.
+"""CT biomarker extraction of one series: volume -> vertebrae -> trabecular density, body composition,
+vertebral heights and Genant grades, trabecular texture, QC.
 
 ``extract_ct_series(paths)`` is what the extract flow fans out and what ``osteolake extract`` prints.
 """
@@ -15,8 +16,11 @@ import numpy as np
 import pyarrow as pa
 
 from schemas.tables.biomarkers import BODY_COMPOSITION, EXTRACTION_RUNS, LEVELS, VERTEBRA_MEASUREMENTS
+from schemas.tables.fragility import TEXTURE, VERTEBRAL_FRACTURES
 from tasks.biomarkers import body_composition as bc
 from tasks.biomarkers import density as dens
+from tasks.biomarkers import texture as tex
+from tasks.biomarkers import vertebral_fracture as vf
 from tasks.biomarkers.qc import qc_png
 from tasks.biomarkers.segmentation import Backend, get_backend
 from tasks.biomarkers.spine import VertebraLabel
@@ -44,6 +48,8 @@ class CTResult:
     calibration: dens.Calibration
     selection: dict[str, Any] = field(default_factory=dict)
     fracture: dict[str, dict[str, Any]] = field(default_factory=dict)
+    assessments: list[vf.VertebraAssessment] = field(default_factory=list)
+    texture: list[tex.RegionTexture] = field(default_factory=list)
     qc_png: bytes | None = None
     seconds: float = 0.0
     status: str = "ok"
@@ -142,9 +148,13 @@ class CTResult:
             "flags": ",".join(self.flags), "error": self.error, "seconds": self.seconds,
             "study_instance_uid": study,
         }]
+        fractures = vf.fracture_table(uid, study, self.assessments, "ct", ver)
+        texture = tex.texture_table(uid, study, self.texture, "ct", ver)
         return {
             VERTEBRA_MEASUREMENTS.name: VERTEBRA_MEASUREMENTS.conform(_table(vrows, VERTEBRA_MEASUREMENTS)),
             BODY_COMPOSITION.name: BODY_COMPOSITION.conform(_table(brows, BODY_COMPOSITION)),
+            VERTEBRAL_FRACTURES.name: fractures,
+            TEXTURE.name: texture,
             EXTRACTION_RUNS.name: EXTRACTION_RUNS.conform(_table(run, EXTRACTION_RUNS)),
         }
 
@@ -161,32 +171,6 @@ def _r(x: float | None, nd: int = 2) -> float | None:
     return round(float(x), nd)
 
 
-def _fracture_fields(volume: Volume, vertebrae: list[VertebraLabel]) -> dict[str, dict[str, Any]]:
-    """Per-level height fields from ``tasks.biomarkers.vertebral_fracture.assess_ct`` when it exists."""
-    try:
-        from tasks.biomarkers import vertebral_fracture as vf
-    except ImportError:
-        return {}
-    assess = getattr(vf, "assess_ct", None)
-    if assess is None:
-        return {}
-    keys = ("height_anterior_mm", "height_middle_mm", "height_posterior_mm", "genant_grade", "deformity")
-    out: dict[str, dict[str, Any]] = {}
-    for item in assess(volume, [v for v in vertebrae if v.level in LEVELS]) or []:
-        d = item if isinstance(item, dict) else getattr(item, "__dict__", {})
-        level = d.get("level")
-        if level is None:
-            continue
-        row = {}
-        for k in keys:
-            val = d.get(k)
-            if k == "deformity" and val is None:
-                val = d.get("fracture_type")
-            row[k] = getattr(val, "value", val)
-        out[str(level)] = row
-    return out
-
-
 def measure_volume(
     volume: Volume,
     *,
@@ -194,12 +178,16 @@ def measure_volume(
     calibration: str = "default",
     with_qc: bool = True,
     with_fracture: bool = True,
+    with_texture: bool = True,
 ) -> CTResult:
-    """Run spine labelling, density, body composition and QC on a built volume.
+    """Run spine labelling, density, body composition, vertebral fracture heights, trabecular texture and
+    QC on a built volume.
 
     Parameters
     ----------
     calibration : ``"default"`` (0.80 mg/cm3 per HU), ``"internal_fat"`` (air + subcutaneous fat).
+    with_fracture : measure vertebral heights and Genant grades (:func:`~tasks.biomarkers.vertebral_fracture.assess_ct`).
+    with_texture : GLCM texture of the trabecular bone (:func:`~tasks.biomarkers.texture.ct_trabecular_texture`).
     """
     t0 = time.perf_counter()
     flags = list(volume.flags)
@@ -234,12 +222,18 @@ def measure_volume(
                 trab[v.level] = m
     if not verts:
         flags.append("no_vertebrae_measured")
-    fracture: dict[str, dict[str, Any]] = {}
+    assessments: list[vf.VertebraAssessment] = []
     if with_fracture and verts:
         try:
-            fracture = _fracture_fields(volume, verts)
+            assessments = vf.assess_ct(volume, verts)  # all levels: those above T10 bound their neighbours
         except Exception as e:  # noqa: BLE001 - another module's failure is recorded, never fatal
             flags.append(f"fracture_assessment_failed:{type(e).__name__}")
+    textures: list[tex.RegionTexture] = []
+    if with_texture and verts:
+        try:
+            textures = tex.ct_trabecular_texture(volume, verts)
+        except Exception as e:  # noqa: BLE001 - another module's failure is recorded, never fatal
+            flags.append(f"texture_failed:{type(e).__name__}")
     png = None
     if with_qc:
         l1 = by_level.get("L1")
@@ -249,7 +243,8 @@ def measure_volume(
     return CTResult(
         series_instance_uid=volume.series_instance_uid, study_instance_uid=volume.study_instance_uid,
         volume=volume, vertebrae=verts, trabecular=trab, body=body, flags=list(dict.fromkeys(flags)),
-        calibration=cal, fracture=fracture, qc_png=png, seconds=time.perf_counter() - t0, status=status,
+        calibration=cal, fracture={a.level: a.to_json() for a in assessments}, assessments=assessments,
+        texture=textures, qc_png=png, seconds=time.perf_counter() - t0, status=status,
     )
 
 
@@ -260,6 +255,8 @@ def extract_ct_series(
     backend: Backend | str = Backend.CLASSICAL,
     calibration: str = "default",
     with_qc: bool = True,
+    with_fracture: bool = True,
+    with_texture: bool = True,
 ) -> CTResult:
     """Extract CT biomarkers from the files of a series (or a folder holding several: the thinnest
     complete axial CT series is chosen and named in ``selected_series``).
@@ -271,7 +268,8 @@ def extract_ct_series(
     """
     t0 = time.perf_counter()
     volume, selection = load_best_ct_volume(paths, opener)
-    res = measure_volume(volume, backend=backend, calibration=calibration, with_qc=with_qc)
+    res = measure_volume(volume, backend=backend, calibration=calibration, with_qc=with_qc,
+                         with_fracture=with_fracture, with_texture=with_texture)
     res.selection = selection
     res.seconds = time.perf_counter() - t0
     return res

@@ -63,10 +63,10 @@ def qc_png(
         if 0 <= kk < l1_roi.shape[0]:
             sub = rgb[i0:i1, j0:j1]
             sub[l1_roi[kk]] = (0.5 * sub[l1_roi[kk]] + np.array([0, 127, 0])).astype(np.uint8)
-    ax_img = Image.fromarray(rgb).resize((height, height))
+    ax_img = Image.fromarray(rgb).resize((height, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
     out = Image.new("RGB", (sag_img.width + height + 4, height), (0, 0, 0))
     out.paste(sag_img, (0, 0))
     out.paste(ax_img, (sag_img.width + 4, 0))
     buf = io.BytesIO()
-    out.save(buf, format="PNG", optimize=False)
+    out.save(buf, format="PNG", optimize=False, compress_level=1)  # fast; the figure is small
     return buf.getvalue()

@@ -129,7 +129,6 @@ def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tu
     return sag, (float(dz or 1.0), float(dy))
 
 
-THICK_SLICE_MM = 3.0  # from this slice thickness on, endplates are fitted by the slab-profile model
 CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
 
 
@@ -208,9 +207,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     if not vertebrae:
         return []
     z0 = float(volume.slice_z_mm[0])
-    dz, dy, _ = volume.spacing_mm
-    thickness = max(float(volume.slice_thickness_mm or 0.0), float(dz))
-    thick = thickness if thickness >= THICK_SLICE_MM else None
+    _, dy, _ = volume.spacing_mm
     by_level = {v.level: v for v in vertebrae}
     images = {v.level: sagittal_reformat(volume, v.centre_voxel[2]) for v in vertebrae}
     centres: list[tuple[str, float, float]] = []
@@ -231,7 +228,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         for g in guesses_from_centres(ordered, half_depths):
             if step == 0 or (g.level in LEVELS and (step == 1 or ms[g.level].centre_mm is None)):
                 img, spacing = images[g.level]
-                ms[g.level] = measure_body(img, spacing, g, thick_slice_mm=thick)
+                ms[g.level] = measure_body(img, spacing, g)
         # next start: the measured centre; for a body that failed, half-way between its measured neighbours
         ordered = sorted(centres, key=lambda c: -c[1])
         new = []

@@ -157,7 +157,7 @@ def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray
 
 def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
                  column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
-                 thick_slice_mm: float | None = None) -> HeightMeasurement:
+                 ) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -175,9 +175,6 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         pedicles, which overlap the posterior wall.
     inner_walls
         Find the walls above and below the centre separately and keep the inner-most (radiographs).
-    thick_slice_mm
-        Slice thickness of a thick-slice CT whose image rows are the native slices: the endplates are then
-        fitted by the slab-profile model (:func:`fit_endplates_thick`) instead of edge search.
 
     Notes
     -----
@@ -219,13 +216,6 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
     depth = (post - ant) * STEP_MM
     c_mid = 0.5 * (ant + post)
-    if thick_slice_mm is not None:
-        ant_mm, post_mm = (ant - m0) * STEP_MM, (post - m0) * STEP_MM
-        fit = fit_endplates_thick(image, spacing, g, ant_mm, post_mm, thick_slice_mm)
-        if fit is None:
-            return HeightMeasurement(g.level, None, None, None, depth, None, 0, ["endplates_not_found"])
-        ct, cb, _ = fit
-        return _from_fit(g, ct, cb, depth, 0.5 * (ant_mm + post_mm), N_POINTS, flags)
     # 2. endplates on column profiles.
     u = np.linspace(-U_RANGE, u_max, N_POINTS)
     top = np.full(N_POINTS, np.nan)
@@ -293,172 +283,3 @@ def guesses_from_centres(
                              (float(perp[0]), float(perp[1])), up, down, half_depths.get(level, 20.0)))
     return out
 
-
-# --- thick slices: endplates by a forward model of the slice profile --------------------------------------
-# Hand-written (no library fits a partial-volume slab model): with slices of 3-5 mm the 1 mm endplate
-# cortex and the disc beside it share a slice, so the measured column profile is the true layered profile
-# (neighbour body | cortex | disc | cortex | body | cortex | disc | cortex | neighbour body) averaged over
-# each slice's sensitivity profile (a box of width W along the spine). Fitting that model to the native
-# samples locates an endplate within a slice, where an edge on the interpolated profile cannot.
-THICK_U = 0.8  # columns used: |u| <= THICK_U (away from the walls, blurred in-plane at coarse pixels)
-# intensity of the 9 segments (upper body, cortex, disc, cortex, body, cortex, disc, cortex, lower body):
-# 0 marrow, 1 cortex, 2 disc. Marrow and disc get one value per column (the walls' in-plane blur and the
-# basivertebral vein change them across the depth), the cortex one value: few enough unknowns that a
-# handful of thick slices per column still constrain the geometry.
-_SEG_VALUE = (0, 1, 2, 1, 0, 1, 2, 1, 0)
-
-
-def _segments(geo: NDArray[np.float64], u: NDArray[np.float64], t: float) -> NDArray[np.float64]:
-    """Breakpoints (n, 8), descending along the spine axis, of the layered model at depths ``u``.
-
-    ``geo`` = (top c0 c1 c2, bottom c0 c1 c2, upper disc d0 d1, lower disc d0 d1) with the endplates
-    ``c0 + c1 u + c2 u^2`` (outer surfaces, mm along the axis from the guess centre) and the disc
-    thicknesses ``d0 + d1 u`` (at least 0.2 mm).
-    """
-    top = geo[0] + geo[1] * u + geo[2] * u * u
-    bot = geo[3] + geo[4] * u + geo[5] * u * u
-    a = top + np.maximum(geo[6] + geo[7] * u, 0.2)
-    b = bot - np.maximum(geo[8] + geo[9] * u, 0.2)
-    p = np.stack([a + t, a, top, top - t, bot + t, bot, b, b - t], axis=1)
-    return np.minimum.accumulate(p, axis=1)
-
-
-def _design(p: NDArray[np.float64], s: NDArray[np.float64], w: float, q: NDArray[np.intp],
-            n_cols: int) -> NDArray[np.float64]:
-    """(n, 2 * n_cols + 1) fraction of each sample's box window ``[s - w/2, s + w/2]`` covered by each
-    intensity: marrow of column ``q`` (first ``n_cols``), disc of column ``q`` (next ``n_cols``), cortex."""
-    lo, hi = s - w / 2, s + w / 2
-    edges = np.concatenate([np.full((len(s), 1), np.inf), p, np.full((len(s), 1), -np.inf)], axis=1)
-    frac = np.zeros((len(s), 3))
-    for j, k in enumerate(_SEG_VALUE):
-        frac[:, k] += np.clip(np.minimum(hi, edges[:, j]) - np.maximum(lo, edges[:, j + 1]), 0.0, None)
-    a = np.zeros((len(s), 2 * n_cols + 1))
-    rows = np.arange(len(s))
-    a[rows, q] = frac[:, 0]
-    a[rows, n_cols + q] = frac[:, 2]
-    a[:, -1] = frac[:, 1]
-    return a / w
-
-
-def _fit_residuals(x: NDArray[np.float64], s: NDArray[np.float64], u: NDArray[np.float64],
-                   y: NDArray[np.float64], t: float, q: NDArray[np.intp], n_cols: int) -> NDArray[np.float64]:
-    """Residuals of the layered model with geometry ``x[:-1]`` and profile width ``x[-1]``; the
-    intensities are solved by linear least squares (variable projection)."""
-    a = _design(_segments(x[:-1], u, t), s, float(x[-1]), q, n_cols)
-    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    return np.asarray(y - a @ coef)
-
-
-def column_samples(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
-                   t_mm: NDArray[np.float64], s_lo: float, s_hi: float,
-                   ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-    """Native samples of ``image`` along body-frame columns (``t_mm`` posterior of the centre).
-
-    Each image row is kept as it is (a thick slice is one measurement: it is not interpolated along the
-    spine); along the row the value is interpolated at the column's crossing. Returns flat arrays of the
-    axis position ``s`` (mm, cranial +), the index of the column and the value, for ``s_lo <= s <= s_hi``.
-    """
-    img = np.asarray(image, dtype=np.float64)
-    rows = np.arange(img.shape[0], dtype=np.float64)
-    ar = g.axis[0] if abs(g.axis[0]) > 1e-6 else 1e-6
-    ss, qq, vv = [], [], []
-    for q, t in enumerate(t_mm):
-        s = (rows * spacing[0] - g.centre[0] - t * g.posterior[0]) / ar
-        col = (g.centre[1] + s * g.axis[1] + t * g.posterior[1]) / spacing[1]
-        ok = (s >= s_lo) & (s <= s_hi) & (col >= 0) & (col <= img.shape[1] - 1)
-        if not ok.any():
-            continue
-        r = rows[ok].astype(int)
-        c0 = np.floor(col[ok]).astype(int)
-        c1 = np.minimum(c0 + 1, img.shape[1] - 1)
-        f = col[ok] - c0
-        ss.append(s[ok])
-        qq.append(np.full(int(ok.sum()), q, dtype=np.float64))
-        vv.append(img[r, c0] * (1 - f) + img[r, c1] * f)
-    if not ss:
-        return np.empty(0), np.empty(0), np.empty(0)
-    return np.concatenate(ss), np.concatenate(qq), np.concatenate(vv)
-
-
-def _flat_init(s: NDArray[np.float64], y: NDArray[np.float64], q: NDArray[np.intp], n_cols: int,
-               reach_up: float, reach_dn: float, w: float, t: float) -> NDArray[np.float64]:
-    """Flat endplates and discs by a grid search, one side at a time (three rounds): geometry vector."""
-    geo = np.array([0.4 * reach_up, 0, 0, -0.4 * reach_dn, 0, 0, 6.0, 0, 6.0, 0])
-    zeros = np.zeros_like(s)
-    for side in (0, 3, 0, 3):
-        reach = reach_up if side == 0 else reach_dn
-        sign = 1.0 if side == 0 else -1.0
-        best: tuple[float, float, float] | None = None
-        for e in np.arange(3.0, max(0.75 * reach, 3.5), 0.5):
-            for d in np.arange(1.0, max(min(16.0, reach - e - 2.0), 1.5), 1.0):
-                trial = geo.copy()
-                trial[side] = sign * e
-                trial[6 if side == 0 else 8] = d
-                sse = float(np.sum(_fit_residuals(np.r_[trial, w], s, zeros, y, t, q, n_cols) ** 2))
-                if best is None or sse < best[0]:
-                    best = (sse, e, d)
-        if best is not None:
-            geo[side] = sign * best[1]
-            geo[6 if side == 0 else 8] = best[2]
-    return geo
-
-
-def fit_endplates_thick(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
-                        ant_mm: float, post_mm: float, slice_mm: float,
-                        ) -> tuple[NDArray[np.float64], NDArray[np.float64], float] | None:
-    """Upper and lower endplates of one body on a thick-slice sagittal image by a slab-profile model.
-
-    Parameters
-    ----------
-    image, spacing
-        Sagittal reformat whose rows are the native slices (``spacing[0]`` = slice spacing, mm).
-    g
-        Body frame (centre, axis, reach to the neighbours).
-    ant_mm, post_mm
-        Outer anterior and posterior wall positions (mm posterior of ``g.centre``).
-    slice_mm
-        Nominal slice thickness; the profile width is fitted between 0.8 and 1.8 times it.
-
-    Returns
-    -------
-    (top, bottom, width) or None
-        Quadratic coefficients (numpy order: c2, c1, c0) of the outer endplate surfaces in the depth
-        coordinate u (-1 anterior wall, +1 posterior wall; mm along the axis from ``g.centre``), and the
-        fitted profile width. None when the samples do not constrain the model.
-
-    Notes
-    -----
-    The cortex is modelled as a ``2 * CORTEX_HALF_MM`` layer of one (fitted) intensity; the discs and the
-    three bodies each have their own intensity. The fit does not model the basivertebral vein or
-    osteophytes; a body whose neighbours are outside the image is fitted with what remains.
-    """
-    from scipy.optimize import least_squares
-
-    t = 2.0 * CORTEX_HALF_MM
-    half = 0.5 * (post_mm - ant_mm)
-    mid = 0.5 * (post_mm + ant_mm)
-    step = max(spacing[1], 1.0)
-    n_cols = max(5, int(2 * THICK_U * half / step) + 1)
-    u_cols = np.linspace(-THICK_U, THICK_U, n_cols)
-    reach_up, reach_dn = 2.0 * g.up_mm, 2.0 * g.down_mm
-    s, q, y = column_samples(image, spacing, g, mid + half * u_cols, -reach_dn + 4.0, reach_up - 4.0)
-    if len(s) < 3 * 6:
-        return None
-    u = u_cols[q.astype(int)]
-    w0 = 1.2 * slice_mm
-    central = np.abs(u) <= 0.5
-    if central.sum() < 8:
-        return None
-    x0 = np.r_[_flat_init(s[central], y[central], reach_up, reach_dn, w0, t), w0]
-    lb = np.array([2.0, -8, -6, -reach_dn, -8, -6, 0.2, -8, 0.2, -8, 0.8 * slice_mm])
-    ub = np.array([reach_up, 8, 6, -2.0, 8, 6, 20, 8, 20, 8, 1.8 * slice_mm])
-    x0 = np.clip(x0, lb + 1e-6, ub - 1e-6)
-    try:
-        fit = least_squares(_fit_residuals, x0, bounds=(lb, ub), args=(s, u, y, t), diff_step=1e-3,
-                            x_scale=np.r_[np.ones(10), slice_mm], max_nfev=200)
-    except (ValueError, np.linalg.LinAlgError):
-        return None
-    x = fit.x
-    top = np.array([x[2], x[1], x[0]])
-    bot = np.array([x[5], x[4], x[3]])
-    return top, bot, float(x[10])

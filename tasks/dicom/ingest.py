@@ -8,25 +8,23 @@ number of workers or the batch boundaries: the first file by path within a run, 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+import struct
+import tempfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from schemas import get_table
 from tasks.dicom.header import SERIES_COLUMNS, SERIES_PART, HeaderError, QuarantineReason, parse_header
+from tasks.dicom.series import SERIES_INPUT_COLUMNS, SeriesPartial, series_partials, study_descriptions
 from tasks.dicom.sources import DicomSource, SourceFile
 
-#: Columns the series/studies aggregation needs (kept in memory; ``dicom_json`` is not).
-NARROW_COLUMNS: tuple[str, ...] = (
-    "sop_instance_uid", "study_instance_uid", "series_instance_uid", "frame_of_reference_uid", "person_key",
-    "age_at_study_years", "patient_sex", "modality", "study_date", "study_description", "series_number",
-    "series_description", "protocol_name", "body_part_examined", "image_type", "view_position",
-    "image_orientation_patient", "image_position_patient", "pixel_spacing_mm", "imager_pixel_spacing_mm",
-    "slice_thickness_mm", "rows", "columns", "kvp", "contrast_bolus_agent", "convolution_kernel",
-    "manufacturer", "manufacturer_model_name", "sop_class_uid",
-)
+#: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
+NARROW_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", *SERIES_INPUT_COLUMNS)
 
 
 _SERIES_SET = frozenset(SERIES_COLUMNS)
@@ -58,13 +56,23 @@ class BatchResult:
 
     ``parsed`` are instance rows (one per file that parsed; duplicates not yet resolved) and
     ``quarantined`` quarantine rows; ``listed`` the batch as listed (for the manifest); ``fast`` how many
-    files the fast reader parsed.
+    files the fast reader parsed. ``series`` and ``descriptions`` (filled by :func:`summarise_batch`)
+    are the series partials and study description counts of ``parsed``.
     """
 
     parsed: pa.Table
     quarantined: pa.Table
     listed: list[SourceFile]
     fast: int = 0
+    series: dict[str, SeriesPartial] | None = None
+    descriptions: dict[str, Counter[str]] = field(default_factory=dict)
+
+
+def summarise_batch(result: BatchResult) -> BatchResult:
+    """Add the series partials and study descriptions of the parsed rows (done where the batch ran)."""
+    result.series = series_partials(result.parsed)
+    result.descriptions = study_descriptions(result.parsed)
+    return result
 
 
 def index_batch(
@@ -125,7 +133,7 @@ def _columnar(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     """Rows -> Arrow column by column with the declared types (faster than ``from_pylist`` + cast)."""
     decl = get_table(name)
     if not rows:
-        return decl.empty()
+        return empty(name)
     schema = decl.arrow_schema()
     # Series-level values are shared dicts (header.SERIES_PART): convert each once, then take per row.
     uniq: dict[int, int] = {}
@@ -148,10 +156,15 @@ def _columnar(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def empty(name: str) -> pa.Table:
+    """The declared empty table (``Schema.empty_table`` imports pandas: about a second and tens of MB)."""
+    return pa.Table.from_batches([], schema=get_table(name).arrow_schema())
+
+
 def _to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
     decl = get_table(name)
     if not rows:
-        return decl.empty()
+        return empty(name)
     schema = pa.schema([f for f in decl.arrow_schema() if f.name in rows[0]])
     return decl.conform(pa.Table.from_pylist(rows, schema=schema))
 
@@ -166,7 +179,7 @@ class Resolved:
     manifest: pa.Table
 
 
-def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id: str) -> Resolved:
+def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[str, str]], run_id: str) -> Resolved:
     """Keep the first file of each SOPInstanceUID; record the others as duplicates.
 
     Parameters
@@ -174,7 +187,8 @@ def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id:
     batch
         Output of :func:`index_batch`.
     known
-        SOPInstanceUID -> (path, content_hash) of instances already indexed; updated in place.
+        SOPInstanceUID -> (path, content_hash) of instances already indexed (a :class:`KnownInstances`,
+        or a dict); updated in place.
     run_id
         Written to the manifest, duplicates and quarantine rows.
     """
@@ -182,31 +196,162 @@ def resolve_batch(batch: BatchResult, known: dict[str, tuple[str, str]], run_id:
     sops = p.column("sop_instance_uid").to_pylist()
     paths = p.column("path").to_pylist()
     hashes = p.column("content_hash").to_pylist()
+    if isinstance(known, KnownInstances):
+        firsts = known.lookup(sops)
+    else:
+        firsts = {sop: known[sop] for sop in sops if sop in known}
     keep: list[int] = []
     dups: list[dict[str, Any]] = []
+    added: dict[str, tuple[str, str]] = {}
     status: dict[str, tuple[str, str | None, str | None]] = {}
     for i, (sop, path, h) in enumerate(zip(sops, paths, hashes, strict=True)):
-        first = known.get(sop)
+        first = firsts.get(sop)
         if first is None or first[0] == path:
-            known[sop] = (path, h)
+            firsts[sop] = added[sop] = (path, h)
             keep.append(i)
             status[path] = ("indexed", h, sop)
         else:
             dups.append({"path": path, "sop_instance_uid": sop, "indexed_path": first[0], "content_hash": h,
                          "is_identical": first[1] == h, "run_id": run_id})
             status[path] = ("duplicate", h, sop)
+    known.update(added)
     q = batch.quarantined
     for path, h in zip(q.column("path").to_pylist(), q.column("content_hash").to_pylist(), strict=True):
         status[path] = ("quarantined", h, None)
-    mrows = []
-    for sf in sorted(batch.listed, key=_path):
+    listed = sorted(batch.listed, key=_path)
+    cols: dict[str, list[Any]] = {"path": [], "size_bytes": [], "mtime": [], "content_hash": [], "status": [],
+                                  "sop_instance_uid": []}
+    for sf in listed:
         st, h, sop = status[sf.path]
-        mrows.append({"path": sf.path, "size_bytes": sf.size, "mtime": sf.mtime, "content_hash": h,
-                      "status": st, "sop_instance_uid": sop, "run_id": run_id})
+        cols["path"].append(sf.path)
+        cols["size_bytes"].append(sf.size)
+        cols["mtime"].append(sf.mtime)
+        cols["content_hash"].append(h)
+        cols["status"].append(st)
+        cols["sop_instance_uid"].append(sop)
+    mschema = get_table("manifest").arrow_schema()
+    manifest = pa.Table.from_arrays(
+        [pa.array(cols[f.name], f.type) if f.name in cols else pa.array([run_id] * len(listed), f.type)
+         for f in mschema], schema=mschema)
     q = q.set_column(q.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * q.num_rows, pa.string()))
     return Resolved(
-        instances=p.take(pa.array(keep, pa.int64())),
+        instances=p if len(keep) == p.num_rows else p.take(pa.array(keep, pa.int64())),
         duplicates=_to_table("duplicates", dups),
         quarantine=q,
-        manifest=get_table("manifest").conform(pa.Table.from_pylist(mrows, schema=get_table("manifest").arrow_schema())),
+        manifest=manifest,
     )
+
+
+class KnownInstances:
+    """SOPInstanceUID -> (path, content hash) of the instances indexed so far, compact in memory.
+
+    Memory holds 16 bytes per instance (a 64-bit key and a file offset, in sorted NumPy runs merged like
+    a log-structured merge tree); the UIDs, paths and hashes go to a temporary spill file and are read
+    back only for a key that matches (a duplicate, or a rare key collision, which the exact UID settles).
+    """
+
+    def __init__(self) -> None:
+        self._spill = tempfile.TemporaryFile(prefix="osteolake-known-")
+        self._end = 0
+        self._runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self._dead: set[int] = set()
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def close(self) -> None:
+        """Delete the spill file."""
+        self._spill.close()
+
+    def __enter__(self) -> KnownInstances:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def _keys(sops: Sequence[str]) -> np.ndarray:
+        return np.fromiter(map(hash, sops), dtype=np.int64, count=len(sops))  # str hash: stable in a process
+
+    def update(self, items: Mapping[str, tuple[str, str | None]]) -> None:
+        """Record (or re-point) instances: SOPInstanceUID -> (path, content hash)."""
+        if not items:
+            return
+        old = self.lookup(list(items))
+        for sop in old:
+            self._dead.update(self._offsets_of(sop))
+            self._count -= 1
+        sops = list(items)
+        offsets = np.empty(len(sops), np.int64)
+        chunks = []
+        pos = self._end
+        for i, sop in enumerate(sops):
+            path, h = items[sop]
+            rec = b"\0".join((sop.encode(), path.encode("utf-8", "surrogateescape"), (h or "").encode())) + b"\n"
+            chunks.append(_REC.pack(len(rec)) + rec)
+            offsets[i] = pos
+            pos += _REC.size + len(rec)
+        self._spill.seek(self._end)
+        self._spill.write(b"".join(chunks))
+        self._end = pos
+        self._count += len(sops)
+        keys = self._keys(sops)
+        order = np.argsort(keys, kind="stable")
+        self._runs.append((keys[order], offsets[order]))
+        while len(self._runs) > 1 and len(self._runs[-1][0]) * 2 >= len(self._runs[-2][0]):
+            (k2, o2), (k1, o1) = self._runs.pop(), self._runs.pop()
+            k, o = np.concatenate([k1, k2]), np.concatenate([o1, o2])
+            order = np.argsort(k, kind="stable")
+            self._runs.append((k[order], o[order]))
+
+    def _read(self, offset: int) -> tuple[str, str, str | None]:
+        self._spill.seek(offset)
+        (n,) = _REC.unpack(self._spill.read(_REC.size))
+        sop, path, h = self._spill.read(n)[:-1].split(b"\0")
+        return sop.decode(), path.decode("utf-8", "surrogateescape"), h.decode() or None
+
+    def _candidates(self, sops: Sequence[str]) -> Iterator[tuple[int, int]]:
+        """(index in ``sops``, spill offset) of every stored record whose key matches."""
+        keys = self._keys(sops)
+        for rk, ro in self._runs:
+            lo = np.searchsorted(rk, keys, "left")
+            hi = np.searchsorted(rk, keys, "right")
+            for i in np.flatnonzero(hi > lo):
+                for off in ro[lo[i] : hi[i]].tolist():
+                    if off not in self._dead:
+                        yield int(i), off
+
+    def _offsets_of(self, sop: str) -> list[int]:
+        return [off for _, off in self._candidates([sop]) if self._read(off)[0] == sop]
+
+    def lookup(self, sops: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        """The known instances among ``sops``: SOPInstanceUID -> (path, content hash)."""
+        out: dict[str, tuple[str, str | None]] = {}
+        for i, off in self._candidates(sops):
+            sop, path, h = self._read(off)
+            if sop == sops[i]:
+                out[sop] = (path, h)
+        return out
+
+    def drop_paths(self, paths: set[str]) -> dict[str, str]:
+        """Forget the instances indexed from ``paths``; returns their SOPInstanceUID -> path.
+
+        Notes
+        -----
+        Reads the whole spill file: for changed files, which are few.
+        """
+        out: dict[str, str] = {}
+        if not paths:
+            return out
+        live = {int(o) for _, ro in self._runs for o in ro.tolist()} - self._dead
+        for off in sorted(live):
+            sop, path, _ = self._read(off)
+            if path in paths:
+                out[sop] = path
+                self._dead.add(off)
+                self._count -= 1
+        return out
+
+
+_REC = struct.Struct("<I")

@@ -2,21 +2,28 @@
 
 A file is read again only when it is new or its listed (size, mtime) changed. Sources that list no
 stat (DICOMweb: instances are immutable by UID) count a path seen before as unchanged.
+
+:func:`iter_diff` streams: with a listing in path order (``source.lists_in_order``) it holds neither the
+listing nor the files to read, only the previous manifest as Arrow columns; :func:`diff_manifest` is the
+same diff collected into a :class:`ManifestDiff`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tasks.dicom.sources import SourceFile
+
+_CHUNK = 8192  # previous-manifest rows turned into Python objects at a time
 
 
 @dataclass
 class ManifestDiff:
-    """Outcome of :func:`diff_manifest`: files to read (sorted by path) and counts."""
+    """Outcome of a diff: files to read (sorted by path; filled by :func:`diff_manifest` only) and counts."""
 
     to_read: list[SourceFile] = field(default_factory=list)
     new: int = 0
@@ -28,6 +35,68 @@ class ManifestDiff:
     @property
     def seen(self) -> int:
         return self.new + self.changed + self.unchanged
+
+
+def _previous(previous: pa.Table) -> Iterator[tuple[str, int | None, float | None]]:
+    """(path, size, mtime) of the previous manifest in path order, a chunk at a time."""
+    if previous.num_rows == 0:
+        return
+    t = previous.select(["path", "size_bytes", "mtime"])
+    t = t.take(pc.sort_indices(t, sort_keys=[("path", "ascending")]))
+    for start in range(0, t.num_rows, _CHUNK):
+        part = t.slice(start, _CHUNK)
+        yield from zip(*(part.column(c).to_pylist() for c in ("path", "size_bytes", "mtime")), strict=True)
+
+
+def iter_diff(listing: Iterable[SourceFile], previous: pa.Table, out: ManifestDiff, *,
+              in_order: bool = False) -> Iterator[SourceFile]:
+    """Yield the files to read (new or changed) in path order; counts, changed and removed paths go to ``out``.
+
+    Parameters
+    ----------
+    listing
+        The files listed now (a path listed twice counts once).
+    previous
+        The ``manifest`` table (columns ``path``, ``size_bytes``, ``mtime`` at least); may be empty.
+    out
+        Filled as the listing is consumed; ``removed`` is complete when the generator is exhausted.
+    in_order
+        The listing is sorted by path already: it is streamed, not collected and sorted.
+
+    Notes
+    -----
+    An unchanged stat is trusted: a file rewritten with the same size and mtime is not read again.
+    """
+    files = listing if in_order else sorted(listing, key=lambda sf: sf.path)
+    prev = _previous(previous)
+    nxt = next(prev, None)
+    last: str | None = None
+    for sf in files:
+        path = sf.path
+        if path == last:
+            continue
+        if last is not None and path < last:
+            raise ValueError(f"listing not in path order at {path!r} (after {last!r})")
+        last = path
+        while nxt is not None and nxt[0] < path:
+            out.removed.append(nxt[0])
+            nxt = next(prev, None)
+        if nxt is not None and nxt[0] == path:
+            old = nxt
+            nxt = next(prev, None)
+            while nxt is not None and nxt[0] == path:  # a path twice in the manifest: the last row counts
+                old, nxt = nxt, next(prev, None)
+            if (old[1], old[2]) == (sf.size, sf.mtime):
+                out.unchanged += 1
+                continue
+            out.changed += 1
+            out.changed_paths.add(path)
+        else:
+            out.new += 1
+        yield sf
+    while nxt is not None:
+        out.removed.append(nxt[0])
+        nxt = next(prev, None)
 
 
 def diff_manifest(listing: Iterable[SourceFile], previous: pa.Table) -> ManifestDiff:
@@ -49,26 +118,7 @@ def diff_manifest(listing: Iterable[SourceFile], previous: pa.Table) -> Manifest
     -----
     An unchanged stat is trusted: a file rewritten with the same size and mtime is not read again.
     """
-    prev: dict[str, tuple[int | None, float | None]] = {}
-    if previous.num_rows:
-        cols = previous.select(["path", "size_bytes", "mtime"]).to_pydict()
-        prev = dict(zip(cols["path"], zip(cols["size_bytes"], cols["mtime"], strict=True), strict=True))
     out = ManifestDiff()
-    listed: set[str] = set()
-    for sf in listing:
-        if sf.path in listed:
-            continue
-        listed.add(sf.path)
-        old = prev.get(sf.path)
-        if old is None:
-            out.new += 1
-            out.to_read.append(sf)
-        elif old == (sf.size, sf.mtime):
-            out.unchanged += 1
-        else:
-            out.changed += 1
-            out.changed_paths.add(sf.path)
-            out.to_read.append(sf)
-    out.to_read.sort(key=lambda sf: sf.path)
-    out.removed = sorted(set(prev) - listed)
+    out.to_read = list(iter_diff(listing, previous, out))
+    out.removed = sorted(set(out.removed))
     return out

@@ -14,9 +14,11 @@ import math
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from statistics import median
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -85,31 +87,283 @@ def _median(values: Iterable[float | None]) -> float | None:
     return float(median(vs)) if vs else None
 
 
-def _series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    first = min(rows, key=lambda r: r["sop_instance_uid"])
-    get = lambda k: _mode(r[k] for r in rows)  # noqa: E731
+#: Columns summarised by their most frequent value, then by their median (``_pixel``: the first pixel
+#: spacing, or imager pixel spacing when there is none).
+MODE_COLUMNS: tuple[str, ...] = (
+    "study_instance_uid", "frame_of_reference_uid", "person_key", "patient_sex", "modality", "study_date",
+    "series_number", "series_description", "protocol_name", "study_description", "body_part_examined",
+    "manufacturer", "manufacturer_model_name", "convolution_kernel", "contrast_bolus_agent", "view_position",
+    "rows", "columns",
+)
+MEDIAN_COLUMNS: tuple[str, ...] = ("age_at_study_years", "kvp", "slice_thickness_mm", "_pixel")
+_TALLIED = MODE_COLUMNS + MEDIAN_COLUMNS
+_COL = {c: i for i, c in enumerate(_TALLIED)}
+#: The instance columns a series summary reads.
+SERIES_INPUT_COLUMNS: tuple[str, ...] = (
+    "series_instance_uid", *MODE_COLUMNS, *MEDIAN_COLUMNS[:-1], "image_type", "image_orientation_patient",
+    "image_position_patient", "pixel_spacing_mm", "imager_pixel_spacing_mm",
+)
+
+
+@dataclass
+class SeriesPartial:
+    """What a series summary needs from some of its instances; partials merge in instance order.
+
+    ``tallies`` counts the non-null values of :data:`MODE_COLUMNS` and :data:`MEDIAN_COLUMNS` (keyed by
+    column index and value), ``positions`` holds ImagePositionPatient rows (n x 3) in instance order.
+    """
+
+    n: int = 0
+    tallies: dict[tuple[int, Any], int] = field(default_factory=dict)
+    localizer: bool = False
+    any_type: bool = False
+    all_derived: bool = True
+    iop: list[float] | None = None
+    positions: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+
+
+def _first_values(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """First element of each list (null for null or empty lists), and which lists are non-empty."""
+    lengths = pc.fill_null(pc.list_value_length(arr), 0)
+    nonempty = pc.greater(lengths, 0)
+    firsts = pc.list_element(pc.if_else(nonempty, arr, pa.scalar(None, arr.type)), 0)
+    return firsts, nonempty.to_numpy(zero_copy_only=False)
+
+
+def series_partials(instances: pa.Table) -> dict[str, SeriesPartial]:
+    """Per-series partial summaries of instance rows (vectorised; the row order is kept per series).
+
+    Notes
+    -----
+    Merge them with :class:`SeriesAccumulator` in the order of the rows (first orientation wins).
+    """
+    n = instances.num_rows
+    if n == 0:
+        return {}
+    t = instances.combine_chunks()
+
+    def col(name: str) -> pa.Array:
+        c = t.column(name)
+        return c.chunk(0) if c.num_chunks == 1 else pa.concat_arrays(c.chunks)
+
+    uids = col("series_instance_uid")
+    ps_first, ps_some = _first_values(col("pixel_spacing_mm"))
+    im_first, _ = _first_values(col("imager_pixel_spacing_mm"))
+    pixel = pc.if_else(pa.array(ps_some), ps_first, im_first)
+    keys = pa.table({"_s": uids, **{c: col(c) for c in _TALLIED[:-1]}, "_pixel": pixel})
+    counts = keys.group_by(list(keys.column_names), use_threads=False).aggregate([([], "count_all")])
+    out: dict[str, SeriesPartial] = {}
+    cols = counts.columns
+    for row in zip(*(c.to_pylist() for c in cols), strict=True):
+        p = out.get(row[0])
+        if p is None:
+            p = out[row[0]] = SeriesPartial()
+        k = row[-1]
+        p.n += k
+        tallies = p.tallies
+        for ci, v in enumerate(row[1:-1]):
+            if v is not None:
+                tallies[(ci, v)] = tallies.get((ci, v), 0) + k
+    # Per-row list columns, by series code (dictionary indices), row order kept.
+    codes = pc.dictionary_encode(uids)
+    names = codes.dictionary.to_pylist()
+    idx = codes.indices.to_numpy(zero_copy_only=False)
+    itype = col("image_type")
+    lengths = pc.fill_null(pc.list_value_length(itype), 0).to_numpy(zero_copy_only=False)
+    flat = pc.utf8_upper(pc.list_flatten(itype))
+    parents = pc.list_parent_indices(itype).to_numpy(zero_copy_only=False)
+    loc_rows = np.unique(parents[pc.fill_null(pc.equal(flat, "LOCALIZER"), False).to_numpy(zero_copy_only=False)])
+    firsts, _ = _first_values(pa.ListArray.from_arrays(pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32)),
+                                                       flat) if len(flat) else itype)
+    derived = pc.fill_null(pc.equal(firsts, "DERIVED"), False).to_numpy(zero_copy_only=False)
+    nonempty = lengths > 0
+    for code in np.unique(idx[loc_rows]) if len(loc_rows) else ():
+        out[names[code]].localizer = True
+    for code in np.unique(idx[nonempty]):
+        out[names[code]].any_type = True
+    for code in np.unique(idx[nonempty & ~derived]):
+        out[names[code]].all_derived = False
+    iop = col("image_orientation_patient")
+    iop_some = pc.fill_null(pc.greater(pc.list_value_length(iop), 0), False).to_numpy(zero_copy_only=False)
+    rows_with = np.flatnonzero(iop_some)
+    if len(rows_with):
+        codes_with = idx[rows_with]
+        _, first = np.unique(codes_with, return_index=True)
+        for r in rows_with[first]:
+            out[names[idx[r]]].iop = iop[int(r)].as_py()
+    ipp = col("image_position_patient")
+    ok = pc.fill_null(pc.equal(pc.list_value_length(ipp), 3), False)
+    ok_np = ok.to_numpy(zero_copy_only=False)
+    if ok_np.any():
+        xyz = pc.list_flatten(ipp.filter(ok)).to_numpy(zero_copy_only=False).astype(float).reshape(-1, 3)
+        pcodes = idx[ok_np]
+        order = np.argsort(pcodes, kind="stable")
+        bounds = np.flatnonzero(np.diff(pcodes[order])) + 1
+        for part in np.split(order, bounds):
+            out[names[pcodes[part[0]]]].positions = xyz[part]
+    return out
+
+
+@dataclass
+class _Series:
+    partial: SeriesPartial
+    zs: set[float] = field(default_factory=set)
+    pending: list[np.ndarray] = field(default_factory=list)
+
+
+class SeriesAccumulator:
+    """Series (and study descriptions) summarised incrementally: memory per series, not per instance.
+
+    Add partials (or instance tables) in instance order; :meth:`series_table` and :meth:`studies_table`
+    give what :func:`aggregate_series` and :func:`aggregate_studies` give for all the rows at once.
+    """
+
+    def __init__(self, *, defer_positions: bool = False) -> None:
+        self._series: dict[str, _Series] = {}
+        self._desc: dict[str, Counter[str]] = defaultdict(Counter)
+        self._defer = defer_positions  # keep raw positions (n x 3) until merged after earlier rows
+
+    @property
+    def series_uids(self) -> set[str]:
+        return set(self._series)
+
+    def merge(self, later: SeriesAccumulator) -> None:
+        """Add everything of ``later`` (whose rows come after this one's; best built with
+        ``defer_positions=True`` so that its positions are projected on the final orientation)."""
+        parts = {}
+        for uid, s in later._series.items():
+            p = s.partial
+            pos = np.concatenate(s.pending) if s.pending else np.empty((0, 3))
+            if s.zs:
+                raise ValueError("merge: the later accumulator projected its positions; build it with "
+                                 "defer_positions=True")
+            parts[uid] = SeriesPartial(p.n, p.tallies, p.localizer, p.any_type, p.all_derived, p.iop, pos)
+        self.add(parts, later._desc)
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def add_table(self, instances: pa.Table) -> None:
+        """Add instance rows (the columns of :data:`SERIES_INPUT_COLUMNS` at least)."""
+        self.add(series_partials(instances), study_descriptions(instances))
+
+    def add(self, partials: dict[str, SeriesPartial], descriptions: dict[str, Counter[str]] | None = None) -> None:
+        """Merge partials of rows that come after every row added so far."""
+        for uid, p in partials.items():
+            s = self._series.get(uid)
+            if s is None:
+                s = self._series[uid] = _Series(SeriesPartial(all_derived=True))
+            acc = s.partial
+            acc.n += p.n
+            for k, v in p.tallies.items():
+                acc.tallies[k] = acc.tallies.get(k, 0) + v
+            acc.localizer |= p.localizer
+            acc.any_type |= p.any_type
+            acc.all_derived &= p.all_derived
+            if acc.iop is None and p.iop is not None:
+                acc.iop = p.iop
+            if len(p.positions):
+                s.pending.append(p.positions)
+            if acc.iop is not None and s.pending and not self._defer:
+                self._project(s)
+        for study, c in (descriptions or {}).items():
+            self._desc[study].update(c)
+
+    @staticmethod
+    def _project(s: _Series) -> None:
+        iop = s.partial.iop
+        if iop is None or len(iop) != 6:  # no normal: positions are not summarised
+            s.pending = []
+            return
+        n = _normal(iop)
+        for xyz in s.pending:
+            z = xyz[:, 0] * n[0] + xyz[:, 1] * n[1] + xyz[:, 2] * n[2]  # as Python's sum(), term by term
+            s.zs.update(round(v, 3) for v in z.tolist())
+        s.pending = []
+
+    def series_table(self) -> pa.Table:
+        """The ``series`` table of everything added (sorted by series UID)."""
+        decl = get_table("series")
+        if not self._series:
+            return _empty("series")
+        for s in self._series.values():
+            if s.pending:
+                self._project(s)
+        rows = [_series_row(uid, self._series[uid]) for uid in sorted(self._series)]
+        return decl.conform(pa.Table.from_pylist(rows, schema=decl.arrow_schema()))
+
+    def studies_table(self, series: pa.Table) -> pa.Table:
+        """The ``studies`` table of ``series`` with the study descriptions added so far."""
+        return aggregate_studies(series, descriptions=self._desc)
+
+    @property
+    def descriptions(self) -> dict[str, Counter[str]]:
+        """StudyDescription counts per study of everything added."""
+        return self._desc
+
+
+def study_descriptions(instances: pa.Table) -> dict[str, Counter[str]]:
+    """StudyDescription counts per study (empty descriptions left out)."""
+    if instances.num_rows == 0:
+        return {}
+    g = instances.select(["study_instance_uid", "study_description"]).group_by(
+        ["study_instance_uid", "study_description"], use_threads=False).aggregate([([], "count_all")])
+    out: dict[str, Counter[str]] = defaultdict(Counter)
+    for uid, d, k in zip(*(c.to_pylist() for c in g.columns), strict=True):
+        if d:
+            out[uid][d] += k
+    return dict(out)
+
+
+def _tally_mode(tallies: dict[tuple[int, Any], int], col: str) -> Any:
+    ci = _COL[col]
+    c = {v: k for (i, v), k in tallies.items() if i == ci}
+    if not c:
+        return None
+    best = max(c.values())
+    return min((v for v, k in c.items() if k == best), key=lambda v: (type(v).__name__, str(v)))
+
+
+def _tally_median(tallies: dict[tuple[int, Any], int], col: str) -> float | None:
+    ci = _COL[col]
+    vs = sorted((v, k) for (i, v), k in tallies.items() if i == ci and v is not None and math.isfinite(v))
+    total = sum(k for _, k in vs)
+    if not total:
+        return None
+
+    def nth(j: int) -> float:
+        for v, k in vs:
+            if j < k:
+                return float(v)
+            j -= k
+        raise IndexError(j)
+
+    if total % 2:
+        return float(nth(total // 2))
+    return float((nth(total // 2 - 1) + nth(total // 2)) / 2)
+
+
+def _series_row(uid: str, s: _Series) -> dict[str, Any]:
+    p = s.partial
+    t = p.tallies
+    get = lambda k: _tally_mode(t, k)  # noqa: E731
     modality = get("modality")
-    image_types = [[s.upper() for s in (r["image_type"] or [])] for r in rows]
-    is_localizer = any("LOCALIZER" in t for t in image_types)
-    is_derived = bool(image_types) and all(t[:1] == ["DERIVED"] for t in image_types if t) and any(image_types)
-    iops = [r["image_orientation_patient"] for r in rows if r["image_orientation_patient"]]
-    iop = iops[0] if iops else None
+    is_localizer = p.localizer
+    is_derived = p.any_type and p.all_derived
+    iop = p.iop
     orient = orientation_class(iop)
     z_min = z_max = spacing = None
     uniform = None
     n_pos = None
-    if iop is not None:
-        n = _normal(iop)
-        zs = sorted({round(sum(a * b for a, b in zip(n, r["image_position_patient"], strict=True)), 3)
-                     for r in rows if r["image_position_patient"] and len(r["image_position_patient"]) == 3})
-        if zs:
-            n_pos = len(zs)
-            z_min, z_max = zs[0], zs[-1]
-            gaps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
-            if gaps:
-                spacing = float(median(gaps))
-                tol = max(0.1, 0.1 * spacing)
-                uniform = all(abs(g - spacing) <= tol for g in gaps)
+    if iop is not None and s.zs:
+        zs = sorted(s.zs)
+        n_pos = len(zs)
+        z_min, z_max = zs[0], zs[-1]
+        gaps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
+        if gaps:
+            spacing = float(median(gaps))
+            tol = max(0.1, 0.1 * spacing)
+            uniform = all(abs(g - spacing) <= tol for g in gaps)
     coverage = (z_max - z_min) if z_max is not None and z_min is not None else None
     texts = [get("series_description"), get("protocol_name"), get("study_description"), get("body_part_examined")]
     dxa = is_dxa(modality, texts, get("manufacturer"))
@@ -120,7 +374,6 @@ def _series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     hip = bool(words & {"HIP", "FEMUR", "FEMORAL", "NECK"}) or body in ("HIP", "FEMUR", "PELVIS")
     view = (get("view_position") or "").upper()
     lateral = view in _LATERAL_VIEWS or bool(words & {"LAT", "LATERAL"})
-    pixel = [r["pixel_spacing_mm"] or r["imager_pixel_spacing_mm"] for r in rows]
     eligible = {
         "ct_spine": modality == "CT" and orient == "axial" and not is_localizer and (n_pos or 0) >= 2
         and (coverage or 0.0) >= MIN_CT_COVERAGE_MM,
@@ -130,11 +383,11 @@ def _series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
     agent = get("contrast_bolus_agent")
     return {
-        "series_instance_uid": first["series_instance_uid"],
+        "series_instance_uid": uid,
         "study_instance_uid": get("study_instance_uid"),
         "frame_of_reference_uid": get("frame_of_reference_uid"),
         "person_key": get("person_key"),
-        "age_at_study_years": _median(r["age_at_study_years"] for r in rows),
+        "age_at_study_years": _tally_median(t, "age_at_study_years"),
         "patient_sex": get("patient_sex"),
         "modality": modality,
         "study_date": get("study_date"),
@@ -146,14 +399,14 @@ def _series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "convolution_kernel": get("convolution_kernel"),
         "contrast_bolus_agent": agent,
         "has_contrast": bool(agent and agent.strip().upper() not in ("NONE", "NO", "N/A", "0")),
-        "kvp": _median(r["kvp"] for r in rows),
+        "kvp": _tally_median(t, "kvp"),
         "view_position": get("view_position"),
-        "n_instances": len(rows),
+        "n_instances": p.n,
         "n_positions": n_pos,
         "rows": get("rows"),
         "columns": get("columns"),
-        "pixel_spacing_mm": _median(p[0] if p else None for p in pixel),
-        "slice_thickness_mm": _median(r["slice_thickness_mm"] for r in rows),
+        "pixel_spacing_mm": _tally_median(t, "_pixel"),
+        "slice_thickness_mm": _tally_median(t, "slice_thickness_mm"),
         "slice_spacing_mm": spacing,
         "is_spacing_uniform": uniform,
         "z_min_mm": z_min,
@@ -168,43 +421,42 @@ def _series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _empty(name: str) -> pa.Table:
+    """The declared empty table (``Schema.empty_table`` imports pandas: seconds and tens of MB)."""
+    return pa.Table.from_batches([], schema=get_table(name).arrow_schema())
+
+
 def aggregate_series(instances: pa.Table) -> pa.Table:
-    """The ``series`` table from instance rows (the narrow columns of ``tasks.dicom.ingest`` suffice).
+    """The ``series`` table from instance rows (the columns of :data:`SERIES_INPUT_COLUMNS` suffice).
 
     Notes
     -----
-    Positions are projected on the normal of the first orientation found; a series that mixes
-    orientations is summarised by that one (the volume builder flags it).
+    Positions are projected on the normal of the first orientation found (in row order); a series that
+    mixes orientations is summarised by that one (the volume builder flags it).
     """
-    decl = get_table("series")
-    if instances.num_rows == 0:
-        return decl.empty()
-    # Sort once (one copy of the narrow columns), then turn one series at a time into Python rows.
-    t = instances.take(pc.sort_indices(instances, sort_keys=[("series_instance_uid", "ascending")]))
-    t = t.combine_chunks()
-    uids = t.column("series_instance_uid")
-    ends = pc.indices_nonzero(pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))).to_pylist()
-    bounds = [0, *[e + 1 for e in ends], len(uids)]
-    rows = [_series_row(t.slice(a, b - a).to_pylist()) for a, b in zip(bounds, bounds[1:], strict=False)]
-    return decl.conform(pa.Table.from_pylist(rows, schema=decl.arrow_schema()))
+    acc = SeriesAccumulator()
+    acc.add(series_partials(instances))
+    return acc.series_table()
 
 
-def aggregate_studies(series: pa.Table, instances: pa.Table | None = None) -> pa.Table:
-    """The ``studies`` table from the ``series`` table (and ``instances`` for the study description)."""
+def aggregate_studies(series: pa.Table, instances: pa.Table | None = None, *,
+                      descriptions: dict[str, Counter[str]] | None = None) -> pa.Table:
+    """The ``studies`` table from the ``series`` table and the study descriptions of the instances
+    (``instances``, or their counts per study from :func:`study_descriptions`)."""
     decl = get_table("studies")
     if series.num_rows == 0:
-        return decl.empty()
+        return _empty("studies")
     desc: dict[str, Counter[str]] = defaultdict(Counter)
+    if descriptions is not None:
+        desc.update(descriptions)
     if instances is not None and instances.num_rows:
-        cols = instances.select(["study_instance_uid", "study_description"]).to_pydict()
-        for uid, d in zip(cols["study_instance_uid"], cols["study_description"], strict=True):
-            if d:
-                desc[uid][d] += 1
+        for uid, c in study_descriptions(instances).items():
+            desc[uid].update(c)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in series.to_pylist():
         groups[r["study_instance_uid"]].append(r)
     rows = []
-    for uid in sorted(groups):
+    for uid in sorted(groups, key=lambda u: (u is None, u or "")):
         g = groups[uid]
         rows.append({
             "study_instance_uid": uid,

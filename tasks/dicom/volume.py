@@ -412,7 +412,11 @@ def _decode(h: SliceHeader, payload: _Payload, out: np.ndarray) -> None:
         out += np.float32(payload.intercept)
     else:
         np.add(raw, np.float32(payload.intercept), out=out, dtype=np.float32)
-    np.maximum(out, np.float32(-1024.0), out=out)  # padding (e.g. -2000 outside the field of view) -> air
+    # Padding (e.g. -2000 outside the field of view) -> air; the stored minimum says whether any pixel is
+    # below -1024 HU (a cheap integer pass instead of a float one).
+    lo = float(raw.min()) * payload.slope + payload.intercept
+    if lo < -1024.0:
+        np.maximum(out, np.float32(-1024.0), out=out)
 
 
 def build_volume(

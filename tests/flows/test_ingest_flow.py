@@ -80,6 +80,11 @@ def test_incremental_and_idempotent(tmp_path: Path) -> None:
     edited = [r for r in inst.to_pylist() if r["path"] == str(f)]
     assert len(edited) == 1 and edited[0]["series_description"] == "CT abdomen (edited)"
     assert len(set(inst.column("sop_instance_uid").to_pylist())) == inst.num_rows
+    # Series and studies re-summarised for the touched series only equal a clean run's.
+    clean = Warehouse(tmp_path / "clean")
+    ingest_archive_core(str(arch), clean, KEY, batch_size=7)
+    assert _tables(clean)["series"] == _tables(wh)["series"]
+    assert _tables(clean)["studies"] == _tables(wh)["studies"]
 
 
 def test_killed_run_then_rerun_equals_clean_run(tmp_path: Path) -> None:

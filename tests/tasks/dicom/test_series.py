@@ -2,15 +2,32 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
+from statistics import median
+from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
+from schemas import get_table
 from tasks.dicom.ingest import index_batch
-from tasks.dicom.series import aggregate_series, aggregate_studies, is_dxa, orientation_class
+from tasks.dicom.series import (
+    _LATERAL_VIEWS,
+    MIN_CT_COVERAGE_MM,
+    SeriesAccumulator,
+    _median,
+    _mode,
+    _normal,
+    _words,
+    aggregate_series,
+    aggregate_studies,
+    is_dxa,
+    orientation_class,
+)
 from tasks.dicom.sources import FolderSource
-from tests.tasks.dicom.conftest import real_files, write_series
+from tests.tasks.dicom.conftest import real_files, shipped_files, write_series
 
 
 def _series(folder: Path, key: bytes) -> dict[str, dict]:
@@ -91,3 +108,140 @@ def test_empty() -> None:
 
     assert aggregate_series(get_table("instances").empty()).num_rows == 0
     assert isinstance(aggregate_studies(get_table("series").empty()), pa.Table)
+
+
+# -- the row-by-row implementation the incremental one replaced: the reference for the tests below ------
+def _ref_series_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    first = min(rows, key=lambda r: r["sop_instance_uid"])
+    get = lambda k: _mode(r[k] for r in rows)  # noqa: E731
+    modality = get("modality")
+    image_types = [[s.upper() for s in (r["image_type"] or [])] for r in rows]
+    is_localizer = any("LOCALIZER" in t for t in image_types)
+    is_derived = bool(image_types) and all(t[:1] == ["DERIVED"] for t in image_types if t) and any(image_types)
+    iops = [r["image_orientation_patient"] for r in rows if r["image_orientation_patient"]]
+    iop = iops[0] if iops else None
+    orient = orientation_class(iop)
+    z_min = z_max = spacing = None
+    uniform = None
+    n_pos = None
+    if iop is not None:
+        n = _normal(iop)
+        zs = sorted({round(sum(a * b for a, b in zip(n, r["image_position_patient"], strict=True)), 3)
+                     for r in rows if r["image_position_patient"] and len(r["image_position_patient"]) == 3})
+        if zs:
+            n_pos = len(zs)
+            z_min, z_max = zs[0], zs[-1]
+            gaps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
+            if gaps:
+                spacing = float(median(gaps))
+                tol = max(0.1, 0.1 * spacing)
+                uniform = all(abs(g - spacing) <= tol for g in gaps)
+    coverage = (z_max - z_min) if z_max is not None and z_min is not None else None
+    texts = [get("series_description"), get("protocol_name"), get("study_description"), get("body_part_examined")]
+    dxa = is_dxa(modality, texts, get("manufacturer"))
+    words = _words(*texts)
+    body = (get("body_part_examined") or "").upper()
+    spine = bool(words & {"SPINE", "LSPINE", "TSPINE", "TLSPINE", "LUMBAR", "THORACIC", "VERTEBRAL", "L1", "L4"}) \
+        or "SPINE" in body
+    hip = bool(words & {"HIP", "FEMUR", "FEMORAL", "NECK"}) or body in ("HIP", "FEMUR", "PELVIS")
+    view = (get("view_position") or "").upper()
+    lateral = view in _LATERAL_VIEWS or bool(words & {"LAT", "LATERAL"})
+    pixel = [r["pixel_spacing_mm"] or r["imager_pixel_spacing_mm"] for r in rows]
+    eligible = {
+        "ct_spine": modality == "CT" and orient == "axial" and not is_localizer and (n_pos or 0) >= 2
+        and (coverage or 0.0) >= MIN_CT_COVERAGE_MM,
+        "vertebral_fracture_dx": modality in ("DX", "CR") and not dxa and lateral and spine,
+        "dxa_hip": dxa and hip,
+        "dxa_spine": dxa and spine and not hip,
+    }
+    agent = get("contrast_bolus_agent")
+    return {
+        "series_instance_uid": first["series_instance_uid"],
+        "study_instance_uid": get("study_instance_uid"),
+        "frame_of_reference_uid": get("frame_of_reference_uid"),
+        "person_key": get("person_key"),
+        "age_at_study_years": _median(r["age_at_study_years"] for r in rows),
+        "patient_sex": get("patient_sex"),
+        "modality": modality,
+        "study_date": get("study_date"),
+        "series_number": get("series_number"),
+        "series_description": get("series_description"),
+        "body_part_examined": get("body_part_examined"),
+        "manufacturer": get("manufacturer"),
+        "manufacturer_model_name": get("manufacturer_model_name"),
+        "convolution_kernel": get("convolution_kernel"),
+        "contrast_bolus_agent": agent,
+        "has_contrast": bool(agent and agent.strip().upper() not in ("NONE", "NO", "N/A", "0")),
+        "kvp": _median(r["kvp"] for r in rows),
+        "view_position": get("view_position"),
+        "n_instances": len(rows),
+        "n_positions": n_pos,
+        "rows": get("rows"),
+        "columns": get("columns"),
+        "pixel_spacing_mm": _median(p[0] if p else None for p in pixel),
+        "slice_thickness_mm": _median(r["slice_thickness_mm"] for r in rows),
+        "slice_spacing_mm": spacing,
+        "is_spacing_uniform": uniform,
+        "z_min_mm": z_min,
+        "z_max_mm": z_max,
+        "z_coverage_mm": coverage,
+        "orientation_class": orient,
+        "is_localizer": is_localizer,
+        "is_derived": is_derived,
+        "is_dxa": dxa,
+        **{f"is_eligible_{k}": v for k, v in eligible.items()},
+        "eligible_extractors": sorted(k for k, v in eligible.items() if v),
+    }
+
+
+def _reference_aggregate_series(instances: pa.Table) -> pa.Table:
+    """The ``series`` table from instance rows (the narrow columns of ``tasks.dicom.ingest`` suffice).
+
+    Notes
+    -----
+    Positions are projected on the normal of the first orientation found; a series that mixes
+    orientations is summarised by that one (the volume builder flags it).
+    """
+    decl = get_table("series")
+    # Sort once (one copy of the narrow columns), then turn one series at a time into Python rows.
+    t = instances.take(pc.sort_indices(instances, sort_keys=[("series_instance_uid", "ascending")]))
+    t = t.combine_chunks()
+    uids = t.column("series_instance_uid")
+    ends = pc.indices_nonzero(pc.not_equal(uids.slice(1), uids.slice(0, len(uids) - 1))).to_pylist()
+    bounds = [0, *[e + 1 for e in ends], len(uids)]
+    rows = [_ref_series_row(t.slice(a, b - a).to_pylist()) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return decl.conform(pa.Table.from_pylist(rows, schema=decl.arrow_schema()))
+
+
+
+
+def test_incremental_equals_row_by_row_reference(tmp_path: Path, key: bytes) -> None:
+    """Vectorised partials merged batch by batch give exactly the row-by-row summary, any batching."""
+    write_series(tmp_path / "a", 9, spacing=2.5, series_description="axial")
+    write_series(tmp_path / "b", 5, iop=(0, 1, 0, 0, 0, -1), image_type=("DERIVED", "SECONDARY"))
+    write_series(tmp_path / "c", 3, image_type=("ORIGINAL", "PRIMARY", "localizer"))
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for i, f in enumerate(shipped_files()):
+        shutil.copy(f, shipped / f"{i:04d}_{f.name}")
+    folders = [tmp_path / "a", tmp_path / "b", tmp_path / "c", real_files()[0].parent.parent, shipped]
+    tables = []
+    for folder in folders:
+        src = FolderSource(str(folder))
+        tables.append(index_batch(src, sorted(src.list_files()), key=key).parsed)
+    inst = pa.concat_tables(tables)
+    # one series split over batches with two orientations: the first one found names the normal
+    mixed = inst.filter(pc.equal(inst.column("series_description"), "axial"))
+    iops = [[1.0, 0.0, 0.0, 0.0, 1.0, 0.0] if i < 4 else [0.0, 1.0, 0.0, 0.0, 0.0, -1.0] for i in range(mixed.num_rows)]
+    mixed = mixed.set_column(mixed.schema.get_field_index("image_orientation_patient"), "image_orientation_patient",
+                             pa.array(iops, mixed.schema.field("image_orientation_patient").type))
+    inst = pa.concat_tables([inst, mixed.slice(0, 0), mixed])
+    ref = _reference_aggregate_series(inst)
+    assert ref.num_rows >= 60
+    assert aggregate_series(inst).equals(ref)
+    for size in (1, 4, 7):
+        acc = SeriesAccumulator()
+        for i in range(0, inst.num_rows, size):
+            acc.add_table(inst.slice(i, size))
+        assert acc.series_table().equals(ref), size
+        assert acc.studies_table(ref).equals(aggregate_studies(ref, inst))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -81,3 +82,35 @@ def test_shuffled_slices_with_missing_one_and_localizer(tmp_path: Path) -> None:
     assert VolumeFlag.MISSING_SLICES.value in vol.flags
     assert VolumeFlag.LOCALIZER_EXCLUDED.value in vol.flags
     assert sel["skipped_files"] == 1
+
+
+def test_fast_path_matches_pydicom_with_rescale_padding_and_opener(tmp_path: Path) -> None:
+    """Pixels read straight from the file bytes equal pydicom's rescaled pixel_array (slope, intercept,
+    padding clipped to -1024 HU), through a path and through an opener, explicit and implicit VR."""
+    src = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    arr = src.pixel_array.copy()
+    arr[:3, :] = arr.min()  # padding rows: -2000 HU after rescale below
+    src.PixelData = arr.tobytes()
+    src.RescaleSlope = "0.5"
+    src.RescaleIntercept = str(-2000.0 - 0.5 * float(arr.min()))
+    expected = []
+    for n, (z, syntax) in enumerate([(0.0, "1.2.840.10008.1.2.1"), (2.5, "1.2.840.10008.1.2"), (5.0, "1.2.840.10008.1.2.1")]):
+        ds = src.copy()
+        ds.ImagePositionPatient = [0.0, 0.0, z]
+        ds.SOPInstanceUID = f"1.2.3.{n}"
+        ds.file_meta.TransferSyntaxUID = syntax
+        ds.save_as(tmp_path / f"s{n}.dcm", implicit_vr=syntax.endswith(".2"), little_endian=True)
+        ref = pydicom.dcmread(tmp_path / f"s{n}.dcm")
+        expected.append(np.maximum(ref.pixel_array * float(ref.RescaleSlope) + float(ref.RescaleIntercept), -1024.0))
+    vol, _ = load_best_ct_volume(tmp_path)
+    assert np.allclose(vol.hu, np.stack(expected))
+    assert vol.hu[:, :3].max() == -1024.0
+    opened: list[str] = []
+
+    def opener(path: str) -> io.BytesIO:
+        opened.append(path)
+        return io.BytesIO(Path(path).read_bytes())
+
+    vol2, _ = load_best_ct_volume(sorted(str(p) for p in tmp_path.iterdir()), opener=opener)
+    assert np.array_equal(vol.hu, vol2.hu)
+    assert len(opened) == 3  # each file read once: header and pixels from the same bytes
