@@ -78,24 +78,33 @@ def labels_from_truth(anat: Anatomy, vol: Volume, dz: float = 4.0, dy: float = 1
 
 @dataclass
 class Score:
-    """Agreement of measured with true vertebrae."""
+    """Agreement of measured with true vertebrae.
+
+    Every true level is counted once. A level that got no grade is ``missing``; when it is truly a
+    fracture of grade >= 2 it is also a false negative (``fn_missing``), so the sensitivity is that of the
+    whole pipeline, not only of the levels that happened to be measured. ``exact`` and the heights are over
+    the graded levels (``exact_all`` counts a missing level as a disagreement).
+    """
 
     n: int = 0
     missing: int = 0
     exact: int = 0
     tp: int = 0
     fn: int = 0
+    fn_missing: int = 0
     fp: int = 0
     tn: int = 0
     heights_ok: int = 0
     heights_n: int = 0
 
     def add(self, got: Any, true: dict[str, Any]) -> None:
+        t = int(true["genant_grade"])
         if got is None or got.genant_grade is None:
             self.missing += 1
+            self.fn_missing += t >= 2
             return
         self.n += 1
-        g, t = int(got.genant_grade), int(true["genant_grade"])
+        g = int(got.genant_grade)
         self.exact += g == t
         self.tp += g >= 2 and t >= 2
         self.fn += g < 2 <= t
@@ -107,10 +116,13 @@ class Score:
             self.heights_ok += m is not None and (abs(m - tv) <= 1.5 or abs(m - tv) <= 0.07 * tv)
 
     def summary(self) -> dict[str, float]:
+        n_pos = self.tp + self.fn + self.fn_missing
         return {
             "n": self.n, "missing": self.missing, "exact": self.exact / max(self.n, 1),
-            "sens": self.tp / max(self.tp + self.fn, 1), "spec": self.tn / max(self.tn + self.fp, 1),
-            "n_pos": self.tp + self.fn, "heights": self.heights_ok / max(self.heights_n, 1),
+            "exact_all": self.exact / max(self.n + self.missing, 1),
+            "sens": self.tp / max(n_pos, 1), "tp": self.tp, "n_pos": n_pos, "pos_missing": self.fn_missing,
+            "spec": self.tn / max(self.tn + self.fp, 1), "tn": self.tn, "n_neg_graded": self.tn + self.fp,
+            "heights": self.heights_ok / max(self.heights_n, 1),
         }
 
 

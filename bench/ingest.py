@@ -11,11 +11,14 @@ under ``--cache``. Every ratio is measured in this run against a baseline measur
   files divided by CPU seconds of ``tasks.dicom.ingest.index_batch`` over the same files (read, hash,
   header parse, promoted columns, DICOM JSON, Arrow);
 - ``scaling_1_to_2``: wall time of a whole ingest of the ``--files`` archive with a 1-worker LocalCluster
-  divided by that with 2 workers (processes, one thread each);
+  divided by that with 2 workers (processes, one thread each; workers warmed up, runs alternated, best of
+  ``--repeat``), with the driver's share of the CPU time;
 - ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a fresh process that ingests ``--files`` / ``--big``
   files (in-process batches, not yet published); ``*_publish``: the same after the warehouse's publish.
 
-Ends with one line ``ingest: key=value ...``.
+The archives are read once before anything is timed (page cache), and the 1-minute load average is
+printed at the start and the end (``load_start``, ``load_end``): the machine is shared, and a ratio
+measured while other jobs hold the cores is not the code's. Ends with one line ``ingest: key=value ...``.
 """
 
 from __future__ import annotations
@@ -103,21 +106,61 @@ def per_core(arch: Path, sample: int) -> dict[str, float]:
             "ratio_per_core": best_base / best_fast, "fast_share": fast / len(files)}
 
 
-def scaling(arch: Path) -> dict[str, float]:
+def _warm_worker(paths: list[str]) -> bool:
+    """Import and exercise the ingest code on a worker (a long-lived cluster has done so already)."""
+    from tasks.dicom.header import reset_memos
+    from tasks.dicom.ingest import index_batch, summarise_batch
+    from tasks.dicom.sources import FolderSource, SourceFile
+
+    summarise_batch(index_batch(FolderSource("/"), [SourceFile(p) for p in paths], key=KEY))
+    reset_memos()
+    return True
+
+
+def scaling(arch: Path, repeat: int) -> dict[str, float]:
+    """Wall time of a whole ingest on 1 and on 2 workers, runs alternated, the best of ``repeat`` each.
+
+    Each run gets a fresh LocalCluster whose workers have imported and run the ingest code once (a
+    cluster serving the nightly refresh is long-lived); the archive is in the page cache.
+    """
+    from distributed import Client
+
     from flows.dask_cluster import dask_cluster
     from flows.ingest_archive import run_ingest
     from warehouse.lake import Warehouse
 
+    sample = [str(p) for p in sorted(arch.rglob("*"))[:200] if p.is_file()][:40]
     out: dict[str, float] = {}
-    for workers in (1, 2):
-        with tempfile.TemporaryDirectory() as wh, dask_cluster(None, workers) as address:
-            b = Warehouse(wh).begin(f"bench-{workers}")
-            t = time.perf_counter()
-            res = run_ingest(b, str(arch), KEY, dask_address=address, workers=workers)
-            out[f"wall_s_{workers}w"] = time.perf_counter() - t
-            out[f"fps_{workers}w"] = res["read"] / out[f"wall_s_{workers}w"]
+    best = {1: float("inf"), 2: float("inf")}
+    for rep in range(repeat):
+        for workers in (1, 2):
+            with tempfile.TemporaryDirectory() as wh, dask_cluster(None, workers) as address, \
+                    Client(address) as client:
+                client.run(_warm_worker, sample)
+                w0 = sum(client.run(time.process_time).values())
+                b = Warehouse(wh).begin(f"bench-{workers}")
+                t, c = time.perf_counter(), time.process_time()
+                res = run_ingest(b, str(arch), KEY, dask_address=address, workers=workers)
+                wall, driver = time.perf_counter() - t, time.process_time() - c
+                work = sum(client.run(time.process_time).values()) - w0
+            print(f"  run {rep + 1}, {workers} worker(s): {wall:.2f} s wall, driver {driver:.2f} s CPU, workers "
+                  f"{work:.2f} s CPU, load {os.getloadavg()[0]:.2f}", flush=True)
+            if wall < best[workers]:
+                best[workers] = wall
+                out[f"wall_s_{workers}w"] = wall
+                out[f"fps_{workers}w"] = res["read"] / wall
+                out[f"driver_cpu_share_{workers}w"] = driver / (driver + work)
     out["scaling_1_to_2"] = out["wall_s_1w"] / out["wall_s_2w"]
     return out
+
+
+def _warm_page_cache(*folders: Path) -> None:
+    for folder in folders:
+        for dirpath, _, names in os.walk(folder):
+            for name in names:
+                with open(os.path.join(dirpath, name), "rb") as f:
+                    while f.read(1 << 20):
+                        pass
 
 
 def memory(sources: list[Path]) -> tuple[float, float]:
@@ -150,6 +193,7 @@ def main() -> None:
     ap.add_argument("--sample", type=int, default=4000)
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench")
     ap.add_argument("--prepare-only", action="store_true")
+    ap.add_argument("--repeat", type=int, default=2, help="runs of each worker count (best taken)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: core,scaling,memory")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -159,13 +203,14 @@ def main() -> None:
     if args.prepare_only:
         return
     n_a = _count(a)
-    result: dict[str, float] = {"files": n_a, "cpus": os.cpu_count() or 0}
+    _warm_page_cache(*(p for p in (a, b) if p is not None))
+    result: dict[str, float] = {"files": n_a, "cpus": os.cpu_count() or 0, "load_start": os.getloadavg()[0]}
     if "core" not in skip:
         result |= per_core(a, args.sample)
         print(f"per core: pydicom loop {result['baseline_fps']:.0f} files/s, fast path {result['fast_fps']:.0f} "
               f"files/s -> {result['ratio_per_core']:.2f}x", flush=True)
     if "scaling" not in skip:
-        result |= scaling(a)
+        result |= scaling(a, args.repeat)
         print(f"dask: 1 worker {result['fps_1w']:.0f} files/s, 2 workers {result['fps_2w']:.0f} files/s -> "
               f"{result['scaling_1_to_2']:.2f}x", flush=True)
     if "memory" not in skip:
@@ -173,6 +218,7 @@ def main() -> None:
         if b is not None:
             result["files_big"] = n_a + _count(b)
             result["peak_mb_60k"], result["peak_mb_60k_publish"] = memory([a, b])
+    result["load_end"] = os.getloadavg()[0]
     print("ingest: " + " ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()))
 
 

@@ -48,7 +48,7 @@ from warehouse.parquet_io import read_files
 Progress = Callable[[int, int], None]
 INSTANCE_FLUSH_ROWS = 4096  # instance rows (with their DICOM JSON, ~10 MB) held before a Parquet file is written
 FLUSH_ROWS = 16_384  # manifest/quarantine/duplicates rows held before they are written (about 4 MB)
-BATCH_LOCAL, BATCH_DASK = 256, 1024  # default files per batch: in this process, on Dask workers
+BATCH_LOCAL, BATCH_DASK = 256, 2048  # default files per batch: in this process, on Dask workers
 
 
 @dataclass
@@ -87,11 +87,19 @@ def _batches(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile
         yield batch
 
 
-Batch = tuple[list[str], list[int | None], list[float | None]]  # paths, sizes, mtimes: cheap to pickle
+class Batch:
+    """Paths, sizes and mtimes of a batch: cheap to pickle, and one object that Dask does not walk
+    (a plain list of 2,000 items is searched element by element for futures when a task is submitted)."""
 
+    __slots__ = ("mtimes", "paths", "sizes")
 
-def _pack(files: list[SourceFile]) -> Batch:
-    return [f.path for f in files], [f.size for f in files], [f.mtime for f in files]
+    def __init__(self, files: list[SourceFile]) -> None:
+        self.paths = [f.path for f in files]
+        self.sizes = [f.size for f in files]
+        self.mtimes = [f.mtime for f in files]
+
+    def files(self) -> list[SourceFile]:
+        return [SourceFile(p, s, m) for p, s, m in zip(self.paths, self.sizes, self.mtimes, strict=True)]
 
 
 def _index_batch(source: DicomSource, batch: Batch, kw: dict[str, Any]) -> BatchResult:
@@ -99,7 +107,7 @@ def _index_batch(source: DicomSource, batch: Batch, kw: dict[str, Any]) -> Batch
 
     The listing is not sent back (the driver has it): the result carries no ``listed``.
     """
-    files = [SourceFile(p, s, m) for p, s, m in zip(*batch, strict=True)]
+    files = batch.files()
     # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
     result = summarise_batch(index_batch(source, files, **kw))
     result.listed = []
@@ -116,13 +124,13 @@ def _results(
     """
     if not dask_address:
         for b in batches:
-            res = _index_batch(source, _pack(b), kw)
+            res = _index_batch(source, Batch(b), kw)
             res.listed = b
             yield res
         return
     from distributed import Client
 
-    with Client(dask_address) as client:
+    with Client(dask_address, direct_to_workers=True) as client:
         n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
         pending: deque[tuple[list[SourceFile], Any]] = deque()
 
@@ -133,7 +141,7 @@ def _results(
             return res
 
         for b in batches:
-            pending.append((b, client.submit(_index_batch, source, _pack(b), kw, pure=False)))
+            pending.append((b, client.submit(_index_batch, source, Batch(b), kw, pure=False)))
             if len(pending) >= 2 * n:
                 yield take()
         while pending:
@@ -250,7 +258,10 @@ def run_ingest(
                                   strict=True)))
         for source in srcs:
             diff = ManifestDiff()
-            listing = iter_diff(source.list_files(), prev_manifest, diff,
+            # A first run reads every file: no stat at listing time where the source can skip it (the
+            # size and mtime come from the open file).
+            lister = getattr(source, "list_paths", None) if not prev_manifest.num_rows else None
+            listing = iter_diff(lister() if lister else source.list_files(), prev_manifest, diff,
                                 in_order=bool(getattr(source, "lists_in_order", False)))
             if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
                 to_read: Iterable[SourceFile] = list(listing)
@@ -271,10 +282,7 @@ def run_ingest(
             for i, result in enumerate(_results(source, _batches(counted(to_read), size), kw, dask_address, workers)):
                 res = resolve_batch(result, known, builder.run_id)
                 writer.add("instances", res.instances)
-                if res.instances.num_rows == result.parsed.num_rows and result.series is not None:
-                    acc.add(result.series, result.descriptions)
-                else:  # duplicates were dropped: summarise the kept rows only
-                    acc.add_table(res.instances)
+                acc.add(*res.summaries(result))
                 # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
                 writer.add("manifest", res.manifest)
                 writer.add("quarantine", res.quarantine)

@@ -14,13 +14,6 @@ from typing import Annotated, Any
 import typer
 
 
-def _has_ct(folder: Path) -> bool:
-    from tasks.dicom.volume import list_files, read_headers
-
-    headers, _ = read_headers(list_files(folder))
-    return any(h.modality == "CT" for h in headers)
-
-
 def _projection(folder: Path) -> Any:
     try:
         from tasks.biomarkers.projection import extract_projection_series
@@ -43,15 +36,18 @@ def register(app: typer.Typer) -> None:
         """Measure vertebral density, levels and body composition of a CT series (fast path, no Prefect)."""
         from flows.cli.common import fail
         from tasks.biomarkers.extract import extract_ct_series
+        from tasks.dicom.volume import NoCTSeries
 
         if not series_dir.exists():
             fail(f"SERIES_DIR {series_dir}: no such file or folder")
         try:
-            if series_dir.is_dir() and not _has_ct(series_dir):
-                res: Any = _projection(series_dir)
-            else:
-                res = extract_ct_series(series_dir, backend=backend, calibration=calibration,
-                                        with_qc=qc_png is not None)
+            try:  # each file is read once: the CT path reads headers and pixels in one pass
+                res: Any = extract_ct_series(series_dir, backend=backend, calibration=calibration,
+                                             with_qc=qc_png is not None)
+            except NoCTSeries:
+                if not series_dir.is_dir():
+                    raise
+                res = _projection(series_dir)
         except (ValueError, RuntimeError) as e:
             fail(str(e))
         out = res.to_json()

@@ -17,7 +17,8 @@ def register(app: typer.Typer) -> None:
         warehouse: Path | None = typer.Option(None, "--warehouse", help="lake folder (default: settings)"),
         workers: int | None = typer.Option(None, "--workers", min=1, help="Dask LocalCluster worker processes"),
         dask_address: str | None = typer.Option(None, "--dask-address", help="existing Dask scheduler"),
-        batch_size: int = typer.Option(256, "--batch-size", min=1, help="files per batch"),
+        batch_size: int | None = typer.Option(
+            None, "--batch-size", min=1, help="files per batch (default: 256 in this process, 2048 on Dask)"),
         as_json: bool = typer.Option(False, "--json", help="print the summary as JSON on stdout"),
     ) -> None:
         """Index new and changed DICOM files into instances, series, studies, quarantine (bronze)."""

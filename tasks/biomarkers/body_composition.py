@@ -15,13 +15,19 @@ Anatomical compartments on the slice through the level's centre:
 - wall muscle: muscle within the wall thickness of the fascia boundary (thickness estimated from the
   anterior half, where nothing but wall lies against the fascia);
 - other skeletal muscle (psoas, quadratus lumborum, paraspinal): the remaining muscle-window pixels inside
-  the fascia are split into compact pieces by a distance-transform watershed (touching bowel loops, kidney
-  and liver separate from the muscle they press on); a piece is muscle when its centre lies behind the
-  posterior edge of the vertebral body (paraspinals, quadratus lumborum, posterior wall), or when it lies
-  against the vertebral body behind the body's front (psoas). Bowel, kidney and liver lie in front of that
-  line or beside the column without touching the body;
+  the fascia, less enhancing organs (a local mean > 40 HU above the wall muscle's own median: kidney,
+  liver, spleen after iodine), are split into compact pieces by a distance-transform watershed (touching
+  bowel loops, kidney and liver separate from the muscle they press on); a piece is muscle when its centre
+  lies behind the posterior edge of the vertebral body (paraspinals, posterior wall), when it lies against
+  the vertebral body behind the body's front (psoas), or against the wall behind the body's centre
+  (quadratus lumborum, posterolateral wall). Bowel, kidney and liver lie in front of those lines or beside
+  the column without touching the body;
 - intermuscular fat (IMAT): adipose holes (< 150 mm2) enclosed by muscle;
 - visceral fat (VAT): the remaining adipose inside the fascia region.
+
+:func:`measure_level` works at the body's mid-plane (the centroid of the labeller's full-resolution body
+mask): areas are interpolated between the two slices that bracket it, and the subcutaneous fat hidden in
+the partial-volume rim at the skin is added (see :func:`_skin_partial_sat`).
 
 Notes
 -----
@@ -48,6 +54,7 @@ MUSCLE_HU = (-29.0, 150.0)
 ADIPOSE_HU = (-190.0, -30.0)
 BONE_HU = 200.0
 IMAT_MAX_MM2 = 150.0
+ENHANCED_HU = 40.0  # above the wall muscle's median: an enhancing organ, not muscle (local-mean noise SD < 10)
 SPLIT_MM = 1.0  # watershed markers: distance-transform maxima at least this much above their saddle
 
 
@@ -180,21 +187,41 @@ def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray
     # left out before the (costly) split.
     r0 = max(0, int(front - 40.0 / dy))
     sub = inner[r0:]
-    lab, _ = _split(sub, (dy, dx))
+    near = (morph.dilate(vb, 3.0 / dy, 3.0 / dx) if vb.any() else vb)[r0:]
+    wall_near = morph.dilate(wall, 1.5, 1.5)[r0:]
+    # Components that are clear-cut need no split: wholly behind the back of the body (muscle), or
+    # touching neither the body nor the wall and wholly in front of the back (not muscle).
+    comp, nc = ndi.label(sub)
+    if nc == 0:
+        return out
+    rows = np.arange(sub.shape[0])[:, None] + r0
+    top = np.full(nc + 1, np.inf)
+    np.minimum.at(top, comp[sub], np.broadcast_to(rows, sub.shape)[sub])
+    bottom = np.asarray(ndi.maximum(np.broadcast_to(rows, sub.shape), comp, np.arange(nc + 1)))
+    contact = np.zeros(nc + 1, dtype=bool)
+    contact[np.unique(comp[(near | wall_near) & sub])] = True
+    behind = top >= back
+    drop = ~contact & (bottom < back)
+    ambiguous = ~behind & ~drop
+    behind[0] = ambiguous[0] = False
+    out[r0:] = behind[comp]
+    amb = ambiguous[comp]
+    if not amb.any():
+        return out
+    lab, _ = _split(amb, (dy, dx))
     n = int(lab.max())
     if n == 0:
         return out
     idx = np.arange(1, n + 1)
-    cy = r0 + np.asarray(ndi.mean(np.indices(sub.shape)[0], lab, idx))
-    near = (morph.dilate(vb, 3.0 / dy, 3.0 / dx) if vb.any() else vb)[r0:]
+    cy = np.asarray(ndi.mean(np.broadcast_to(rows, sub.shape), lab, idx))
     touch = np.zeros(n + 1, dtype=bool)
     touch[np.unique(lab[near & (lab > 0)])] = True
     on_wall = np.zeros(n + 1, dtype=bool)
-    on_wall[np.unique(lab[morph.dilate(wall, 1.5, 1.5)[r0:] & (lab > 0)])] = True
+    on_wall[np.unique(lab[wall_near & (lab > 0)])] = True
     keep = np.zeros(n + 1, dtype=bool)
     mid = 0.5 * (front + back)
     keep[1:] = (cy >= back) | (touch[1:] & (cy >= front)) | (on_wall[1:] & (cy >= mid))
-    out[r0:] = keep[lab]
+    out[r0:] |= keep[lab]
     return out
 
 
@@ -259,6 +286,16 @@ def _segment(
     dist = ndi.distance_transform_edt(fascia, sampling=(dy, dx))
     wall = muscle & (dist <= _wall_mm(fascia, dist, muscle) + 0.5)
     inner = muscle & fascia & ~wall
+    if wall.sum() > 50:
+        # Enhancing organs (kidney, liver, spleen with iodine) sit in the muscle window but well above the
+        # patient's own muscle, measured on the wall: drop what is > ENHANCED_HU above it (local mean).
+        ref = float(np.median(hu[wall]))
+        # The mean is over ~3.5 mm (at least 3x3 pixels); pixels whose window reaches bone are left alone,
+        # their mean is raised by the bone itself.
+        size = max(3, 2 * int(round(1.75 / dx)) + 1)
+        enhanced = ndi.uniform_filter(hu, size=size) > ref + ENHANCED_HU
+        reach = size // 2 + 1.0
+        inner &= ~(enhanced & ~morph.dilate(bone, reach, reach))
     smm = wall | _posterior_muscle(inner, wall, bone_fill, vmask, vertebra_yx, (dy, dx))
     # Intermuscular fat: small fat holes enclosed by skeletal muscle.
     holes = morph.fill_holes(smm) & ~smm

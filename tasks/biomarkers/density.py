@@ -22,8 +22,8 @@ import enum
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
+from tasks.biomarkers import morphology as morph
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
@@ -89,21 +89,28 @@ def trabecular_roi(volume: Volume, v: VertebraLabel, clearance_mm: float = 4.0) 
     """Boolean ROI inside ``v.bbox`` (see the module docstring for the rules)."""
     k0, k1, i0, i1, j0, j1 = v.bbox
     nk = k1 - k0
-    q0 = k0 + int(np.floor(nk * 0.25))
-    q1 = max(q0 + 1, k0 + int(np.ceil(nk * 0.75)))
+    # The central half of the body's slices, rounded to whole slices (with 3 thick slices only the middle
+    # one: the outer ones hold the endplates).
+    q0 = k0 + int(np.floor(nk * 0.25 + 0.5))
+    q1 = max(q0 + 1, k0 + int(np.floor(nk * 0.75 + 0.5)))
     _, dy, dx = volume.spacing_mm
     roi = np.zeros((nk, i1 - i0, j1 - j0), dtype=bool)
-    for k in range(q0, q1):
-        m = v.body_mask[k - k0] if v.body_mask is not None else None
-        if m is None or not m.any():
+    if v.body_mask is None or q1 <= q0:
+        return roi
+    m = np.asarray(v.body_mask[q0 - k0 : q1 - k0], dtype=bool)
+    if not m.any():
+        return roi
+    # At least ``clearance_mm`` from every pixel outside the body (the EDT >= clearance), slice by slice:
+    # an in-plane erosion by the open disk of that radius.
+    r = clearance_mm - 1e-6
+    inner = morph.erode(m, r / dy, r / dx)
+    for k in range(m.shape[0]):
+        rows = np.nonzero(m[k].any(axis=1))[0]
+        if not len(rows):
             continue
-        dt = ndi.distance_transform_edt(m, sampling=(dy, dx))
-        inner = dt >= clearance_mm
-        rows = np.nonzero(m.any(axis=1))[0]
         front, back = rows.min(), rows.max()
-        cut = front + int(0.6 * (back - front))
-        inner[cut:, :] = False
-        roi[k - k0] = inner
+        inner[k, front + int(0.6 * (back - front)) :, :] = False
+    roi[q0 - k0 : q1 - k0] = inner
     return roi
 
 

@@ -33,6 +33,8 @@ from tasks.biomarkers.vertebral_fracture import VertebraAssessment, assess_heigh
 
 BODY_MM = (8.0, 45.0)  # vertebral body heights a chain may contain (grade-3 crush to a large L3)
 DISC_MM = (2.0, 25.0)  # disc spaces between consecutive bodies (a biconcave endplate deepens one)
+MIN_DISC_MM = 3.0  # narrowest thoracolumbar disc (degenerated) between two bodies
+MIN_BODY_FRACTION = 0.45  # the lowest a body gets: a grade-3 fracture keeps >= ~45% of its height
 SACRUM_BONE_MM = 20.0  # bone below the S1 endplate without a further disc
 
 
@@ -67,8 +69,13 @@ def _band(img: NDArray[np.float64], px: float) -> tuple[int, int] | None:
 
 
 def _one_missing(gap_mm: float, body_mm: float) -> bool:
-    """Whether a gap between two bodies of mean height ``body_mm`` can hold exactly one unseen body."""
-    return 0.4 * body_mm + 2 * DISC_MM[0] <= gap_mm <= 1.3 * body_mm + 2 * DISC_MM[1]
+    """Whether a gap between two bodies can hold exactly one unseen body.
+
+    ``body_mm`` is the taller of the two neighbours' heights (a fractured neighbour is lower than the
+    body it stands for). The unseen body is at least a grade-3 crush of it (``MIN_BODY_FRACTION``) with a
+    disc of at least ``MIN_DISC_MM`` on either side, at most 1.3 times it with the widest discs.
+    """
+    return MIN_BODY_FRACTION * body_mm + 2 * MIN_DISC_MM <= gap_mm <= 1.3 * body_mm + 2 * DISC_MM[1]
 
 
 def _walls(im: NDArray[np.float64], px: float, top: float, bottom: float, col: float,
@@ -162,15 +169,21 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
     def outside_below(b: int) -> float:
         return _med(prof, b + g + 1, b + g + 1 + w)
 
+    # (a peak at the image's first or last rows has no outside: its contrast is unknown, NaN, and must
+    # neither poison the contrast scale nor the chain's scores)
     steps = [abs(inside(a, b) - outside_above(a)) for a, b in zip(peaks[:-1], peaks[1:], strict=True)
              if BODY_MM[0] <= (b - a) * px <= BODY_MM[1]]
+    steps = [s for s in steps if np.isfinite(s)]
     cs = max(float(np.percentile(steps, 75)) if steps else 0.0, 4.0 * mad)
+
+    def contrast(x: float) -> float:
+        return float(np.clip(x / cs, -1.0, 1.0)) if np.isfinite(x) else 0.0
 
     def body_score(a: int, b: int) -> float:
         body = inside(a, b)
         s = strength[a] + strength[b]
-        s += float(np.clip((body - outside_above(a)) / cs, -1.0, 1.0))
-        s += float(np.clip((body - outside_below(b)) / cs, -1.0, 1.0))
+        s += contrast(body - outside_above(a))
+        s += contrast(body - outside_below(b))
         inner = [strength[r] for r in peaks if a + 2 * g < r < b - 2 * g]
         s -= 2.0 * max(inner, default=0.0)
         return s - 1.2  # a fixed cost: weak pairs join only where they fit the chain
@@ -186,25 +199,30 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
     # dynamic programming over (top, bottom) endplate pairs, bodies ordered head -> feet
     pairs = [(a, b) for i, a in enumerate(peaks) for b in peaks[i + 1 :]
              if BODY_MM[0] <= (b - a) * px <= BODY_MM[1]]
-    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None]] = {}
+    # best[(a, b)] = (score of the best chain ending with body (a, b), previous body, whether an unseen
+    # body lies between the previous one and this one)
+    best: dict[tuple[int, int], tuple[float, tuple[int, int] | None, bool]] = {}
     for a, b in sorted(pairs, key=lambda ab: ab[0]):
         sc = body_score(a, b)
         prev = None
         val = sc
-        for (a0, b0), (v0, _) in best.items():
+        skipped = False
+        for (a0, b0), (v0, _, _) in best.items():
             gap = (a - b0) * px
             if gap < DISC_MM[0]:
                 continue
             bright = gap_brightness(a0, b0, a, b)
-            if gap <= DISC_MM[1] and bright < 0.3:
-                cand = v0 + sc
-            elif bright >= 0.3 and _one_missing(gap, 0.5 * (b - a + b0 - a0) * px):
-                cand = v0 + sc - 0.8  # a body between them was not seen (e.g. a fracture with tilted endplates)
+            if bright >= 0.3 and _one_missing(gap, max(b - a, b0 - a0) * px):
+                cand, sk = v0 + sc - 0.8, True  # a body between them was not seen (e.g. tilted endplates)
+            elif gap <= DISC_MM[1]:
+                # a disc; one too narrow to hold a body may still look bright in the band's median (the
+                # depressed endplate of a biconcave body, the tilted one of a wedge): a small cost only
+                cand, sk = v0 + sc - (0.8 * bright if bright >= 0.3 else 0.0), False
             else:
                 continue
             if cand > val:
-                val, prev = cand, (a0, b0)
-        best[(a, b)] = (val, prev)
+                val, prev, skipped = cand, (a0, b0), sk
+        best[(a, b)] = (val, prev, skipped)
     # the sacrum: an endplate below the last body's disc with bone beyond it and no further disc
     bone_level = {k: inside(*k) for k in best}
 
@@ -261,7 +279,7 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
     # body rows (top, bottom), with a placeholder where the chain stepped over an unseen body
     rows: list[tuple[float, float, bool]] = []
     for k, (a, b) in enumerate(chain):
-        if k and gap_brightness(*chain[k - 1], a, b) >= 0.3:
+        if k and best[(a, b)][2]:
             b0 = chain[k - 1][1]
             gap = a - b0
             rows.append((b0 + 0.2 * gap, a - 0.2 * gap, True))
@@ -312,7 +330,8 @@ def assess_lateral_spine(img: NDArray[np.floating], pixel_mm: float,
         return [], spine.flags, 0.0
     guesses = guesses_from_centres(spine.centres, spine.half_depth_mm, posterior_sign=1.0)
     im = np.asarray(img, dtype=np.float64)
-    res = assess_heights(im, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5, u_max=0.6, inner_walls=True)
+    res = assess_heights(im, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5, u_max=0.6, inner_walls=True,
+                         projection=True)
     for r, (_, row_mm, _) in zip(res, spine.centres, strict=True):
         r.body_center_mm = row_mm
         if "levels_uncertain" in spine.flags:

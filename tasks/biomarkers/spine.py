@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from tasks.biomarkers import morphology as morph
-from tasks.dicom.volume import Volume
+from tasks.dicom.volume import Volume, block_mean, grid_factors
 
 LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 # Labels above T10 are produced when the column extends higher, for counting; only T10..L5 are measured.
@@ -109,41 +109,11 @@ class SpineGrid:
     body: np.ndarray  # bool (z, y, x)
 
 
-def block_mean(a: np.ndarray, fz: int, fy: int, fx: int) -> np.ndarray:
-    """Mean over ``fz x fy x fx`` blocks of ``a`` (trailing partial blocks dropped), float32.
-
-    Slab by slab (``fz`` slices at a time, hot in cache): the rows, then the columns, are added as
-    strided views, which is much faster than a mean over a 6-D reshaped view.
-    """
-    nz, ny, nx = (a.shape[0] // fz) * fz, (a.shape[1] // fy) * fy, (a.shape[2] // fx) * fx
-    oz, oy, ox = nz // fz, ny // fy, nx // fx
-    low = np.empty((oz, oy, ox), dtype=np.float32)
-    rows = np.empty((oy, nx), dtype=np.float32)
-    scale = np.float32(1.0 / (fz * fy * fx))
-    for k in range(oz):
-        slab = a[k * fz : (k + 1) * fz, :ny, :nx]
-        sl = slab[0] if fz == 1 else slab.sum(axis=0, dtype=np.float32)
-        np.copyto(rows, sl[0::fy][:oy])
-        for a1 in range(1, fy):
-            rows += sl[a1::fy][:oy]
-        o = low[k]
-        np.copyto(o, rows[:, 0::fx][:, :ox])
-        for a2 in range(1, fx):
-            o += rows[:, a2::fx][:, :ox]
-        o *= scale
-    return low
-
-
 def downsample(volume: Volume, target_mm: float = 2.0) -> SpineGrid:
     """Block-average ``volume`` to about ``target_mm`` voxels (integer factors, never upsampled)."""
     dz, dy, dx = volume.spacing_mm
-    fz = max(1, int(round(target_mm / dz)))
-    fy = max(1, int(round(target_mm / dy)))
-    fx = max(1, int(round(target_mm / dx)))
-    a = volume.hu
-    if a.shape[0] < fz:
-        fz = 1
-    low = block_mean(a, fz, fy, fx)
+    fz, fy, fx = grid_factors(volume.shape, volume.spacing_mm, target_mm)
+    low = volume.block_means(fz, fy, fx)  # computed while the volume was read, when it was
     return SpineGrid(low, fz, fy, fx, (dz * fz, dy * fy, dx * fx), body_outline(low))
 
 
@@ -425,13 +395,24 @@ def _body_mask(volume: Volume, bbox: tuple[int, int, int, int, int, int], ci: fl
     top = np.percentile(sub.reshape(nk, -1), 99.5, axis=1)
     thr = np.maximum(BONE_HU, med + 0.4 * (top - med)).astype(np.float32)
     ring = morph.dilate(sub > thr[:, None, None], disk, disk)
-    holes, _ = ndi.label(~ring, structure=morph.IN_PLANE4)
+    holes, nh = ndi.label(~ring, structure=morph.IN_PLANE4)
+    border = np.zeros(nh + 1, dtype=bool)
+    for edge in (holes[:, 0, :], holes[:, -1, :], holes[:, :, 0], holes[:, :, -1]):
+        border[edge.ravel()] = True
     h = holes[:, c[0], c[1]]
+    if nh and (border[h] | (h == 0)).all():
+        # The centre missed the body on every slice (e.g. it sits in the canal or on the cortex): take the
+        # largest enclosed hole of each slice whose centre lies within 25 mm of it instead.
+        idx = np.arange(1, nh + 1)
+        size = np.bincount(holes.ravel(), minlength=nh + 1)[1:]
+        com = np.asarray(ndi.center_of_mass(np.ones_like(ring), holes, idx)).reshape(-1, 3)
+        ok = ~border[1:] & ((((com[:, 1] - c[0]) * dy) ** 2 + ((com[:, 2] - c[1]) * dx) ** 2) <= 25.0**2)
+        h = np.zeros(nk, dtype=np.int64)
+        for lab_ in idx[ok][np.argsort(size[ok], kind="stable")]:  # larger holes last: they win
+            h[int(round(com[lab_ - 1, 0]))] = lab_
     interior = (holes == h[:, None, None]) & (h > 0)[:, None, None]
     # A ring that is open leaks to the border: that slice stays empty.
-    leak = interior[:, 0, :].any(axis=1) | interior[:, -1, :].any(axis=1) | interior[:, :, 0].any(axis=1) | (
-        interior[:, :, -1].any(axis=1))
-    interior[leak] = False
+    interior[border[h]] = False
     return morph.dilate(morph.dilate(interior, disk, disk), back, back)
 
 

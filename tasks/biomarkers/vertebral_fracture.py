@@ -92,9 +92,10 @@ def grade_measurements(ms: Sequence[HeightMeasurement]) -> list[GenantResult]:
 
 def assess_heights(image: NDArray[np.floating], spacing: tuple[float, float], guesses: Sequence[BodyGuess],
                    column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
-                   ) -> list[VertebraAssessment]:
-    """Measure every body of ``guesses`` on one sagittal image and grade the series."""
-    ms = [measure_body(image, spacing, g, column_half_mm, u_max, inner_walls) for g in guesses
+                   projection: bool = False) -> list[VertebraAssessment]:
+    """Measure every body of ``guesses`` on one sagittal image and grade the series (the options are
+    those of :func:`tasks.biomarkers.vertebral_heights.measure_body`)."""
+    ms = [measure_body(image, spacing, g, column_half_mm, u_max, inner_walls, projection) for g in guesses
           if g.level in LEVELS]
     grades = grade_measurements(ms)
     out = []

@@ -32,6 +32,7 @@ MIN_EDGE_CONTRAST = 0.25  # endplate peak above disc, relative to peak above bod
 # Half the thickness of a vertebral endplate / wall cortex (typical adult cortical shell ~1 mm). Used to go
 # from the centre of a blurred cortical layer to its outer surface.
 CORTEX_HALF_MM = 0.5
+PROJECTION_WALL_LEVEL = 0.3
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def sample_patch(image: NDArray[np.floating], spacing: tuple[float, float], g: B
 
 
 def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0,
-                 min_contrast: float = 0.0) -> float | None:
+                 min_contrast: float = 0.0, fraction: float = 0.5) -> float | None:
     """Fractional index of the outer surface of a bright structure between ``start`` and ``stop``.
 
     Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
@@ -97,8 +98,9 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
     the inside as well (a cortical layer thinner than the blur or the slice), the surface is the centroid
     of the layer's excess intensity plus ``half_layer`` (indices) outwards: a blurred thin layer keeps its
     centre but not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
-    (peak + floor) / 2, linearly interpolated. Returns None when the peak does not stand out from the floor
-    (by a quarter of the profile's range, and by ``min_contrast``, e.g. a few noise SDs).
+    floor + ``fraction`` * (peak - floor) (the half maximum by default), linearly interpolated. Returns None
+    when the peak does not stand out from the floor (by a quarter of the profile's range, and by
+    ``min_contrast``, e.g. a few noise SDs).
     """
     step = 1 if stop > start else -1
     idx = np.arange(start, stop, step)
@@ -131,7 +133,7 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
         if hi + 1 < len(p) and w.sum() > 0:
             centre = float(np.sum(w * jj) / w.sum())
             return float(idx[0] + step * (centre + half_layer))
-    half = 0.5 * (peak + floor)
+    half = floor + fraction * (peak - floor)
     for j in range(k, len(p) - 1):
         if p[j] >= half > p[j + 1]:
             frac = (p[j] - half) / (p[j] - p[j + 1])
@@ -157,7 +159,7 @@ def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray
 
 def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
                  column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
-                 ) -> HeightMeasurement:
+                 projection: bool = False) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -175,6 +177,11 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         pedicles, which overlap the posterior wall.
     inner_walls
         Find the walls above and below the centre separately and keep the inner-most (radiographs).
+    projection
+        The image is a projection (radiograph): the body's rounded cross-section thins the path through
+        bone towards the anterior and posterior walls (an ellipse's chord falls to half its length at 87%
+        of the half depth), so a wall is where the projected bone falls to ``PROJECTION_WALL_LEVEL`` of
+        its contrast over the soft tissue, not to half of it.
 
     Notes
     -----
@@ -202,10 +209,12 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     if not inner_walls:
         rows = [rows[0] + rows[1]]
     ants, posts = [], []
+    wl, lv = (0.0, PROJECTION_WALL_LEVEL) if projection else (hl, 0.5)
     for rr in rows:
         row = ndi.uniform_filter1d(patch[rr].mean(axis=0), size=3)
-        a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, hl, wall_min)
-        b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, hl, wall_min)
+        a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, wl, wall_min, lv)
+        b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, wl, wall_min,
+                         lv)
         if a is not None:
             ants.append(a)
         if b is not None:

@@ -182,12 +182,15 @@ def _memo(encoding: str, pixel_rep: int | None) -> dict[bytes, str]:
 
 def _fragments(tags: list[int], wholes: list[bytes], elements: Elements, encoding: str, pixel_rep: int | None,
                memo: dict[bytes, str]) -> list[str]:
-    frags = list(map(memo.get, wholes))
-    if None in frags:
-        for i, frag in enumerate(frags):
-            if frag is None:
-                vr, raw = elements[tags[i]]
-                frags[i] = memo[wholes[i]] = _fragment(tags[i], vr, raw, encoding, pixel_rep)
+    found = list(map(memo.get, wholes))
+    if None not in found:
+        return found  # type: ignore[return-value]
+    frags: list[str] = []
+    for tag, whole, frag in zip(tags, wholes, found, strict=True):
+        if frag is None:
+            vr, raw = elements[tag]
+            frag = memo[whole] = _fragment(tag, vr, raw, encoding, pixel_rep)
+        frags.append(frag)
     return frags
 
 

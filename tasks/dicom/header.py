@@ -179,6 +179,42 @@ def _value(view: HeaderView, tag: int, kind: str) -> Any:
         return None
 
 
+def _uid_text(raw: bytes) -> str | None:
+    return raw.decode("latin_1").rstrip(" \0").split("\\")[0] or None
+
+
+def _ds_floats(raw: bytes) -> list[float] | None:
+    parts = raw.decode("latin_1").strip().rstrip(" \0").split("\\")
+    if parts == [""]:
+        return None
+    try:
+        return [float(p) for p in parts]
+    except ValueError:
+        return None
+
+
+def _ds_float(raw: bytes) -> float | None:
+    nums = _ds_floats(raw)
+    return None if nums is None else nums[0]
+
+
+def _is_int(raw: bytes) -> int | None:
+    nums = _ds_floats(raw)
+    if nums is None:
+        return None
+    try:
+        return int(nums[0]) if nums[0].is_integer() else None
+    except OverflowError:
+        return None
+
+
+#: ``_value(view, tag, kind)`` for the common per-instance elements, straight from the raw bytes of a
+#: (kind, VR) whose decoding does not depend on the character set (same rules, same results).
+_DIRECT: dict[tuple[str, str], Any] = {
+    ("uid", "UI"): _uid_text, ("floats", "DS"): _ds_floats, ("float", "DS"): _ds_float, ("int", "IS"): _is_int,
+}
+
+
 def _person(key: bytes, pid: str | None, issuer: str | None, default_issuer: str | None) -> str | None:
     return person_key(key, pid, issuer or default_issuer) if pid and pid.strip() else None
 
@@ -252,11 +288,13 @@ def build_row_fast(fh: FastHeader, *, key: bytes, default_issuer: str | None = N
         if plan is False:
             varied = {t for _, t in fh.varied}
             plan = lay.cache[ck] = None if varied & _SHARED_TAGS else (
-                _build_row_memo(fh, key, default_issuer), [p for p in _A if p[1] in varied])
+                _build_row_memo(fh, key, default_issuer),
+                [(col, tag, kind, _DIRECT.get((kind, fh.elements[tag][0]))) for col, tag, kind in _A if tag in varied])
         if plan is not None:
             row = dict(plan[0])
-            for col, tag, kind in plan[1]:
-                row[col] = _value(fh, tag, kind)
+            elements = fh.elements
+            for col, tag, kind, direct in plan[1]:
+                row[col] = _value(fh, tag, kind) if direct is None else direct(elements[tag][1])
             return row
     return _build_row_memo(fh, key, default_issuer)
 

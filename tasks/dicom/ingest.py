@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from schemas import get_table
 from tasks.dicom.header import SERIES_COLUMNS, SERIES_PART, HeaderError, QuarantineReason, parse_header
@@ -55,9 +56,12 @@ class BatchResult:
     """Parsed rows of one batch, in the batch's path order.
 
     ``parsed`` are instance rows (one per file that parsed; duplicates not yet resolved) and
-    ``quarantined`` quarantine rows; ``listed`` the batch as listed (for the manifest); ``fast`` how many
-    files the fast reader parsed. ``series`` and ``descriptions`` (filled by :func:`summarise_batch`)
-    are the series partials and study description counts of ``parsed``.
+    ``quarantined`` quarantine rows; ``listed`` the batch as listed, with the size and mtime read from
+    the file where the listing had none (for the manifest); ``fast`` how many files the fast reader
+    parsed. :func:`summarise_batch` adds, where the batch ran, what lets the driver do little per file:
+    ``series`` and ``descriptions`` (series partials and study description counts of ``parsed``),
+    ``manifest`` (the batch's manifest rows, status ``indexed`` or ``quarantined``, no run id) and
+    ``keys``/``records`` (duplicate-map keys and spill records of ``parsed``, see :class:`KnownInstances`).
     """
 
     parsed: pa.Table
@@ -66,13 +70,68 @@ class BatchResult:
     fast: int = 0
     series: dict[str, SeriesPartial] | None = None
     descriptions: dict[str, Counter[str]] = field(default_factory=dict)
+    manifest: pa.Table | None = None
+    keys: np.ndarray | None = None
+    records: tuple[bytes, np.ndarray] | None = None
 
 
 def summarise_batch(result: BatchResult) -> BatchResult:
-    """Add the series partials and study descriptions of the parsed rows (done where the batch ran)."""
-    result.series = series_partials(result.parsed)
-    result.descriptions = study_descriptions(result.parsed)
+    """Add the series partials, study descriptions, manifest rows and duplicate-map records of a batch
+    (done where the batch ran, so that the driver only merges them)."""
+    p = result.parsed
+    result.series = series_partials(p)
+    result.descriptions = study_descriptions(p)
+    sops = p.column("sop_instance_uid").to_pylist()
+    paths = p.column("path").to_pylist()
+    hashes = p.column("content_hash").to_pylist()
+    result.keys = sop_keys(sops)
+    result.records = spill_records(sops, paths, hashes)
+    result.manifest = summarise_manifest(result)
     return result
+
+
+def summarise_manifest(result: BatchResult) -> pa.Table:
+    """The manifest rows of a batch in path order: status ``indexed`` (parsed) or ``quarantined``, no run id."""
+    p = result.parsed
+    paths = p.column("path").to_pylist()
+    status = dict.fromkeys(paths, "indexed")
+    hash_of = dict(zip(paths, p.column("content_hash").to_pylist(), strict=True))
+    sop_of = dict(zip(paths, p.column("sop_instance_uid").to_pylist(), strict=True))
+    for path, h in zip(result.quarantined.column("path").to_pylist(),
+                       result.quarantined.column("content_hash").to_pylist(), strict=True):
+        status[path] = "quarantined"
+        hash_of[path] = h
+    listed = sorted(result.listed, key=_path)
+    return _manifest_table(
+        [sf.path for sf in listed], [sf.size for sf in listed], [sf.mtime for sf in listed],
+        [hash_of.get(sf.path) for sf in listed], [status[sf.path] for sf in listed],
+        [sop_of.get(sf.path) for sf in listed], None)
+
+
+def _manifest_table(paths: list[str], sizes: list[int | None], mtimes: list[float | None],
+                    hashes: list[str | None], status: list[str], sops: list[str | None],
+                    run_id: str | None) -> pa.Table:
+    schema = get_table("manifest").arrow_schema()
+    cols = {"path": paths, "size_bytes": sizes, "mtime": mtimes, "content_hash": hashes, "status": status,
+            "sop_instance_uid": sops, "run_id": [run_id] * len(paths)}
+    return pa.Table.from_arrays([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
+
+
+def sop_keys(sops: Sequence[str]) -> np.ndarray:
+    """64-bit keys of SOPInstanceUIDs (BLAKE2b; the same in every process, unlike ``hash``)."""
+    return np.fromiter((int.from_bytes(hashlib.blake2b(s.encode(), digest_size=8).digest(), "little", signed=True)
+                        for s in sops), dtype=np.int64, count=len(sops))
+
+
+def spill_records(sops: Sequence[str], paths: Sequence[str], hashes: Sequence[str | None]) -> tuple[bytes, np.ndarray]:
+    """The spill-file records of instances (see :class:`KnownInstances`) and their offsets in the blob."""
+    recs = [b"\0".join((s.encode(), p.encode("utf-8", "surrogateescape"), (h or "").encode())) + b"\n"
+            for s, p, h in zip(sops, paths, hashes, strict=True)]
+    framed = [_REC.pack(len(r)) + r for r in recs]
+    offsets = np.zeros(len(framed), np.int64)
+    if framed:
+        np.cumsum([len(f) for f in framed[:-1]], out=offsets[1:])
+    return b"".join(framed), offsets
 
 
 def index_batch(
@@ -103,7 +162,9 @@ def index_batch(
     n_fast = 0
     ordered = sorted(files, key=_path)
     reader = getattr(source, "read_files", None)
+    listed: list[SourceFile] = []
     for sf, data in (reader(ordered) if reader is not None else _read_each(source, ordered)):
+        listed.append(sf)  # with the size and mtime read from the file, where the listing had none
         if not isinstance(data, bytes):  # any read failure is a property of this file
             bad.append({"path": sf.path, "size_bytes": None, "content_hash": None,
                         "reason": QuarantineReason.UNREADABLE.value, "message": f"{type(data).__name__}: {data}"})
@@ -126,7 +187,7 @@ def index_batch(
         rows.append(row)
     parsed = _columnar("instances", rows)
     qt = _to_table("quarantine", bad)
-    return BatchResult(parsed=parsed, quarantined=qt, listed=list(files), fast=n_fast)
+    return BatchResult(parsed=parsed, quarantined=qt, listed=listed, fast=n_fast)
 
 
 def _columnar(name: str, rows: list[dict[str, Any]]) -> pa.Table:
@@ -171,12 +232,36 @@ def _to_table(name: str, rows: list[dict[str, Any]]) -> pa.Table:
 
 @dataclass
 class Resolved:
-    """A batch after duplicate resolution: what to append, and the manifest rows of its files."""
+    """A batch after duplicate resolution: what to append, and the manifest rows of its files.
+
+    ``dropped`` are the positions (in the batch's ``parsed``) of the duplicate rows left out.
+    """
 
     instances: pa.Table
     duplicates: pa.Table
     quarantine: pa.Table
     manifest: pa.Table
+    dropped: list[int] = field(default_factory=list)
+
+    def summaries(self, batch: BatchResult) -> tuple[dict[str, SeriesPartial], dict[str, Counter[str]]]:
+        """The batch's series partials and study descriptions without the dropped rows (the series
+        that lost a row are summarised again from the kept rows; description counts are subtracted)."""
+        if batch.series is None:
+            return series_partials(self.instances), study_descriptions(self.instances)
+        if not self.dropped:
+            return batch.series, batch.descriptions
+        gone = batch.parsed.take(pa.array(self.dropped, pa.int64()))
+        touched = set(gone.column("series_instance_uid").to_pylist())
+        parts = {uid: p for uid, p in batch.series.items() if uid not in touched}
+        again = self.instances.filter(pc.is_in(self.instances.column("series_instance_uid"),
+                                               value_set=pa.array(sorted(touched), pa.string())))
+        parts.update(series_partials(again))
+        desc = {uid: Counter(c) for uid, c in batch.descriptions.items()}
+        for uid, d in zip(gone.column("study_instance_uid").to_pylist(),
+                          gone.column("study_description").to_pylist(), strict=True):
+            if d:
+                desc[uid][d] -= 1
+        return parts, {uid: +c for uid, c in desc.items() if +c}
 
 
 def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[str, str]], run_id: str) -> Resolved:
@@ -185,7 +270,8 @@ def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[st
     Parameters
     ----------
     batch
-        Output of :func:`index_batch`.
+        Output of :func:`index_batch` (best through :func:`summarise_batch`: then only the rows whose
+        UID is known already or repeated in the batch are looked at one by one).
     known
         SOPInstanceUID -> (path, content_hash) of instances already indexed (a :class:`KnownInstances`,
         or a dict); updated in place.
@@ -193,61 +279,68 @@ def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[st
         Written to the manifest, duplicates and quarantine rows.
     """
     p = batch.parsed
-    sops = p.column("sop_instance_uid").to_pylist()
-    paths = p.column("path").to_pylist()
-    hashes = p.column("content_hash").to_pylist()
-    if isinstance(known, KnownInstances):
-        firsts = known.lookup(sops)
+    q = batch.quarantined
+    q = q.set_column(q.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * q.num_rows, pa.string()))
+    n = p.num_rows
+    keys = batch.keys
+    compact = isinstance(known, KnownInstances) and keys is not None and batch.records is not None
+    if isinstance(known, KnownInstances) and keys is not None and batch.records is not None:
+        _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+        suspect = known.maybe_known(keys) | (counts[inverse] > 1)
+        rows = np.flatnonzero(suspect).tolist()
     else:
-        firsts = {sop: known[sop] for sop in sops if sop in known}
-    keep: list[int] = []
+        rows = list(range(n))
+    sub = p.take(pa.array(rows, pa.int64())) if len(rows) < n else p
+    sops = sub.column("sop_instance_uid").to_pylist()
+    paths = sub.column("path").to_pylist()
+    hashes = sub.column("content_hash").to_pylist()
+    firsts = known.lookup(sops) if isinstance(known, KnownInstances) else \
+        {sop: known[sop] for sop in sops if sop in known}
+    dropped: list[int] = []
     dups: list[dict[str, Any]] = []
+    repoint: dict[str, tuple[str, str]] = {}  # known already, from the same path (a changed file)
     added: dict[str, tuple[str, str]] = {}
-    status: dict[str, tuple[str, str | None, str | None]] = {}
-    for i, (sop, path, h) in enumerate(zip(sops, paths, hashes, strict=True)):
+    for i, sop, path, h in zip(rows, sops, paths, hashes, strict=True):
         first = firsts.get(sop)
         if first is None or first[0] == path:
+            if first is not None:
+                repoint[sop] = (path, h)
             firsts[sop] = added[sop] = (path, h)
-            keep.append(i)
-            status[path] = ("indexed", h, sop)
         else:
+            dropped.append(i)
             dups.append({"path": path, "sop_instance_uid": sop, "indexed_path": first[0], "content_hash": h,
                          "is_identical": first[1] == h, "run_id": run_id})
-            status[path] = ("duplicate", h, sop)
-    known.update(added)
-    q = batch.quarantined
-    for path, h in zip(q.column("path").to_pylist(), q.column("content_hash").to_pylist(), strict=True):
-        status[path] = ("quarantined", h, None)
-    listed = sorted(batch.listed, key=_path)
-    cols: dict[str, list[Any]] = {"path": [], "size_bytes": [], "mtime": [], "content_hash": [], "status": [],
-                                  "sop_instance_uid": []}
-    for sf in listed:
-        st, h, sop = status[sf.path]
-        cols["path"].append(sf.path)
-        cols["size_bytes"].append(sf.size)
-        cols["mtime"].append(sf.mtime)
-        cols["content_hash"].append(h)
-        cols["status"].append(st)
-        cols["sop_instance_uid"].append(sop)
-    mschema = get_table("manifest").arrow_schema()
-    manifest = pa.Table.from_arrays(
-        [pa.array(cols[f.name], f.type) if f.name in cols else pa.array([run_id] * len(listed), f.type)
-         for f in mschema], schema=mschema)
-    q = q.set_column(q.schema.get_field_index("run_id"), "run_id", pa.array([run_id] * q.num_rows, pa.string()))
-    return Resolved(
-        instances=p if len(keep) == p.num_rows else p.take(pa.array(keep, pa.int64())),
-        duplicates=_to_table("duplicates", dups),
-        quarantine=q,
-        manifest=manifest,
-    )
+    if compact:
+        keep = np.ones(n, bool)
+        keep[dropped] = False
+        keep[[i for i, sop in zip(rows, sops, strict=True) if sop in repoint]] = False
+        known.add(keys, batch.records, keep)  # type: ignore[union-attr, arg-type]
+        known.update(repoint)
+    else:
+        known.update(added)
+    manifest = batch.manifest if batch.manifest is not None else summarise_manifest(batch)
+    if dups:
+        is_dup = pc.is_in(manifest.column("path"), value_set=pa.array([d["path"] for d in dups], pa.string()))
+        i = manifest.schema.get_field_index("status")
+        manifest = manifest.set_column(i, manifest.schema.field(i),
+                                       pc.if_else(is_dup, "duplicate", manifest.column("status")))
+    kept = p if not dropped else p.filter(pa.array(np.isin(np.arange(n), dropped, invert=True)))
+    return Resolved(instances=kept, duplicates=_to_table("duplicates", dups), quarantine=q,
+                    manifest=_with_run_id(manifest, run_id), dropped=dropped)
+
+
+def _with_run_id(table: pa.Table, run_id: str) -> pa.Table:
+    i = table.schema.get_field_index("run_id")
+    return table.set_column(i, table.schema.field(i), pa.array([run_id] * table.num_rows, pa.string()))
 
 
 class KnownInstances:
     """SOPInstanceUID -> (path, content hash) of the instances indexed so far, compact in memory.
 
-    Memory holds 16 bytes per instance (a 64-bit key and a file offset, in sorted NumPy runs merged like
-    a log-structured merge tree); the UIDs, paths and hashes go to a temporary spill file and are read
-    back only for a key that matches (a duplicate, or a rare key collision, which the exact UID settles).
+    Memory holds 16 bytes per instance (a 64-bit key from :func:`sop_keys` and a file offset, in sorted
+    NumPy runs merged like a log-structured merge tree); the UIDs, paths and hashes go to a temporary
+    spill file and are read back only for a key that matches (a duplicate, or a rare key collision,
+    which the exact UID settles).
     """
 
     def __init__(self) -> None:
@@ -270,33 +363,29 @@ class KnownInstances:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @staticmethod
-    def _keys(sops: Sequence[str]) -> np.ndarray:
-        return np.fromiter(map(hash, sops), dtype=np.int64, count=len(sops))  # str hash: stable in a process
-
     def update(self, items: Mapping[str, tuple[str, str | None]]) -> None:
         """Record (or re-point) instances: SOPInstanceUID -> (path, content hash)."""
         if not items:
             return
-        old = self.lookup(list(items))
-        for sop in old:
+        for sop in self.lookup(list(items)):
             self._dead.update(self._offsets_of(sop))
             self._count -= 1
         sops = list(items)
-        offsets = np.empty(len(sops), np.int64)
-        chunks = []
-        pos = self._end
-        for i, sop in enumerate(sops):
-            path, h = items[sop]
-            rec = b"\0".join((sop.encode(), path.encode("utf-8", "surrogateescape"), (h or "").encode())) + b"\n"
-            chunks.append(_REC.pack(len(rec)) + rec)
-            offsets[i] = pos
-            pos += _REC.size + len(rec)
+        self.add(sop_keys(sops), spill_records(sops, [items[s][0] for s in sops], [items[s][1] for s in sops]))
+
+    def add(self, keys: np.ndarray, records: tuple[bytes, np.ndarray], mask: np.ndarray | None = None) -> None:
+        """Record instances not known yet, from :func:`sop_keys` and :func:`spill_records` (only those
+        where ``mask`` is true, if given)."""
+        if not len(keys):
+            return
+        blob, rel = records
         self._spill.seek(self._end)
-        self._spill.write(b"".join(chunks))
-        self._end = pos
-        self._count += len(sops)
-        keys = self._keys(sops)
+        self._spill.write(blob)
+        offsets = rel + self._end
+        self._end += len(blob)
+        if mask is not None:
+            keys, offsets = keys[mask], offsets[mask]
+        self._count += len(keys)
         order = np.argsort(keys, kind="stable")
         self._runs.append((keys[order], offsets[order]))
         while len(self._runs) > 1 and len(self._runs[-1][0]) * 2 >= len(self._runs[-2][0]):
@@ -304,6 +393,14 @@ class KnownInstances:
             k, o = np.concatenate([k1, k2]), np.concatenate([o1, o2])
             order = np.argsort(k, kind="stable")
             self._runs.append((k[order], o[order]))
+
+    def maybe_known(self, keys: np.ndarray) -> np.ndarray:
+        """Which keys match a stored key (a known instance, or a rare collision): a boolean mask."""
+        hit = np.zeros(len(keys), bool)
+        for rk, _ in self._runs:
+            pos = np.minimum(np.searchsorted(rk, keys), len(rk) - 1)
+            hit |= rk[pos] == keys
+        return hit
 
     def _read(self, offset: int) -> tuple[str, str, str | None]:
         self._spill.seek(offset)
@@ -313,7 +410,7 @@ class KnownInstances:
 
     def _candidates(self, sops: Sequence[str]) -> Iterator[tuple[int, int]]:
         """(index in ``sops``, spill offset) of every stored record whose key matches."""
-        keys = self._keys(sops)
+        keys = sop_keys(sops)
         for rk, ro in self._runs:
             lo = np.searchsorted(rk, keys, "left")
             hi = np.searchsorted(rk, keys, "right")

@@ -315,18 +315,24 @@ def study_descriptions(instances: pa.Table) -> dict[str, Counter[str]]:
     return dict(out)
 
 
-def _tally_mode(tallies: dict[tuple[int, Any], int], col: str) -> Any:
-    ci = _COL[col]
-    c = {v: k for (i, v), k in tallies.items() if i == ci}
+def _by_column(tallies: dict[tuple[int, Any], int]) -> list[dict[Any, int]]:
+    out: list[dict[Any, int]] = [{} for _ in _TALLIED]
+    for (i, v), k in tallies.items():
+        out[i][v] = k
+    return out
+
+
+def _tally_mode(c: dict[Any, int]) -> Any:
+    """:func:`_mode` of values given by their counts."""
     if not c:
         return None
     best = max(c.values())
     return min((v for v, k in c.items() if k == best), key=lambda v: (type(v).__name__, str(v)))
 
 
-def _tally_median(tallies: dict[tuple[int, Any], int], col: str) -> float | None:
-    ci = _COL[col]
-    vs = sorted((v, k) for (i, v), k in tallies.items() if i == ci and v is not None and math.isfinite(v))
+def _tally_median(c: dict[Any, int]) -> float | None:
+    """:func:`_median` of values given by their counts."""
+    vs = sorted((v, k) for v, k in c.items() if v is not None and math.isfinite(v))
     total = sum(k for _, k in vs)
     if not total:
         return None
@@ -345,8 +351,9 @@ def _tally_median(tallies: dict[tuple[int, Any], int], col: str) -> float | None
 
 def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     p = s.partial
-    t = p.tallies
-    get = lambda k: _tally_mode(t, k)  # noqa: E731
+    t = _by_column(p.tallies)
+    get = lambda k: _tally_mode(t[_COL[k]])  # noqa: E731
+    med = lambda k: _tally_median(t[_COL[k]])  # noqa: E731
     modality = get("modality")
     is_localizer = p.localizer
     is_derived = p.any_type and p.all_derived
@@ -387,7 +394,7 @@ def _series_row(uid: str, s: _Series) -> dict[str, Any]:
         "study_instance_uid": get("study_instance_uid"),
         "frame_of_reference_uid": get("frame_of_reference_uid"),
         "person_key": get("person_key"),
-        "age_at_study_years": _tally_median(t, "age_at_study_years"),
+        "age_at_study_years": med("age_at_study_years"),
         "patient_sex": get("patient_sex"),
         "modality": modality,
         "study_date": get("study_date"),
@@ -399,14 +406,14 @@ def _series_row(uid: str, s: _Series) -> dict[str, Any]:
         "convolution_kernel": get("convolution_kernel"),
         "contrast_bolus_agent": agent,
         "has_contrast": bool(agent and agent.strip().upper() not in ("NONE", "NO", "N/A", "0")),
-        "kvp": _tally_median(t, "kvp"),
+        "kvp": med("kvp"),
         "view_position": get("view_position"),
         "n_instances": p.n,
         "n_positions": n_pos,
         "rows": get("rows"),
         "columns": get("columns"),
-        "pixel_spacing_mm": _tally_median(t, "_pixel"),
-        "slice_thickness_mm": _tally_median(t, "slice_thickness_mm"),
+        "pixel_spacing_mm": med("_pixel"),
+        "slice_thickness_mm": med("slice_thickness_mm"),
         "slice_spacing_mm": spacing,
         "is_spacing_uniform": uniform,
         "z_min_mm": z_min,

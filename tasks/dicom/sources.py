@@ -75,6 +75,14 @@ class FolderSource:
         else:
             raise FileNotFoundError(f"DICOM source {self.spec!r}: no such folder, file or matching glob")
 
+    def list_paths(self) -> Iterator[SourceFile]:
+        """Like :meth:`list_files` without the ``stat`` calls (size and mtime ``None``; :meth:`read_files`
+        fills them in from the open file): a first run, which reads every file, need not stat twice."""
+        if _has_magic(self.spec) or not os.path.isdir(self.spec):
+            yield from self.list_files()
+            return
+        yield from _walk(os.path.abspath(self.spec), stat_files=False)
+
     @property
     def lists_in_order(self) -> bool:
         """Whether :meth:`list_files` yields paths in sorted order (always, for this source)."""
@@ -89,7 +97,8 @@ class FolderSource:
             os.close(fd)
 
     def read_files(self, files: Iterable[SourceFile]) -> Iterator[tuple[SourceFile, bytes | OSError]]:
-        """Each file's bytes (or the error reading it), in the given order.
+        """Each file's bytes (or the error reading it), in the given order; a file listed without a
+        size and mtime comes back with those of the open file.
 
         Files of one folder are opened relative to the folder (``openat``) and read with the listed size
         as a first guess (no ``fstat``): about 25% less than :meth:`read_bytes` per small file. A file
@@ -116,7 +125,10 @@ class FolderSource:
                     yield sf, e
                     continue
                 try:
-                    data = _read_fd(fd, sf.size if sf.size is not None else os.fstat(fd).st_size)
+                    if sf.size is None:  # listed without a stat: take it from the open file
+                        st = os.fstat(fd)
+                        sf = SourceFile(sf.path, st.st_size, st.st_mtime)
+                    data = _read_fd(fd, sf.size)  # type: ignore[arg-type]
                 except OSError as e:
                     yield sf, e
                     continue
@@ -141,17 +153,45 @@ def _read_fd(fd: int, size: int) -> bytes:
         chunks.append(chunk)
 
 
-def _walk(root: str) -> Iterator[SourceFile]:
-    """Files under ``root`` in the order of their path strings, one ``stat`` each.
+def _walk(root: str, stat_files: bool = True) -> Iterator[SourceFile]:
+    """Files under ``root`` in the order of their path strings, one ``stat`` each (or none).
 
     Depth first, each folder's entries sorted by name, a sub-folder's name taken as ``name + "/"``: then
-    every path under it sorts exactly where the folder does among its siblings.
+    every path under it sorts exactly where the folder does among its siblings. Iterative (an explicit
+    stack of folder iterators): nested generators would pass every path up through each level.
     """
+    stack = [iter(_entries(root))]
+    while stack:
+        for is_dir, e in stack[-1]:
+            if is_dir:
+                stack.append(iter(_entries(e.path)))
+                break
+            if not stat_files:
+                try:
+                    if e.is_file():  # the entry's type, no system call (follows a symlink, like the reading)
+                        yield SourceFile(e.path)
+                except OSError:
+                    pass
+                continue
+            try:
+                st = e.stat()  # follows symlinks, like the reading will
+            except OSError:
+                if not e.is_symlink():  # a dangling link is no file; anything else will be quarantined
+                    yield SourceFile(e.path)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield SourceFile(e.path, st.st_size, st.st_mtime)
+        else:
+            stack.pop()
+
+
+def _entries(folder: str) -> list[tuple[bool, os.DirEntry[str]]]:
+    """(is a folder, entry) of ``folder``'s entries in walk order (see :func:`_walk`); none if unreadable."""
     try:
-        with os.scandir(root) as it:
+        with os.scandir(folder) as it:
             entries = list(it)
     except OSError:
-        return
+        return []
     keyed = []
     for e in entries:
         try:
@@ -160,18 +200,7 @@ def _walk(root: str) -> Iterator[SourceFile]:
             is_dir = False
         keyed.append((e.name + os.sep if is_dir else e.name, is_dir, e))
     keyed.sort(key=lambda k: k[0])
-    for _, is_dir, e in keyed:
-        if is_dir:
-            yield from _walk(e.path)
-            continue
-        try:
-            st = e.stat()  # follows symlinks, like the reading will
-        except OSError:
-            if not e.is_symlink():  # a dangling link is no file; anything else will be quarantined
-                yield SourceFile(e.path)
-            continue
-        if stat.S_ISREG(st.st_mode):
-            yield SourceFile(e.path, st.st_size, st.st_mtime)
+    return [(d, e) for _, d, e in keyed]
 
 
 def _mtime(info: dict[str, Any]) -> float | None:

@@ -1,18 +1,17 @@
 """Build a CT volume in Hounsfield units from the files of one or more series.
 
-Each file is read once: its bytes are parsed by the fast header reader
-(:func:`tasks.dicom.fastheader.read_fast`, only the tags needed here are decoded) and, for the chosen
-series, native pixel data is taken straight from the same bytes with ``numpy.frombuffer``; compressed
-syntaxes and anything the fast reader does not handle go through pydicom (and pylibjpeg). Slices are ordered by their position along the slice normal and the array is put in a canonical
-orientation: axis 0 runs from feet to head (patient z increasing), axis 1 from anterior to posterior,
-axis 2 from the patient's right to left (DICOM LPS). Irregularities (gantry tilt, missing slices, mixed
+Each file is read once (:mod:`tasks.dicom.slice_reader`): its bytes are parsed by the fast header
+reader (only the tags needed here are decoded) and, for the chosen series, native pixel data is taken
+straight from the same bytes with ``numpy.frombuffer``; compressed syntaxes and anything the fast reader
+does not handle go through pydicom (and pylibjpeg). Slices are ordered by their position along the slice
+normal and the array is put in a canonical orientation: axis 0 runs from feet to head (patient z
+increasing), axis 1 from anterior to posterior, axis 2 from the patient's right to left (DICOM LPS). Irregularities (gantry tilt, missing slices, mixed
 spacing, localizers, duplicates) are flagged on the volume rather than raised.
 """
 
 from __future__ import annotations
 
 import enum
-import io
 import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -21,13 +20,12 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-import pydicom
-from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from tasks.dicom.fastheader import FastPathUnsupported, Truncated, read_fast
+from tasks.dicom.fastheader import Truncated
+from tasks.dicom.slice_reader import Payload, decode_into, parse, read_bytes
 
-Opener = Callable[[str], IO[bytes]]
+Opener = Callable[[str], IO[bytes]]  # the same alias as tasks.dicom.slice_reader.Opener
 """Opens a path or URL for binary reading (e.g. ``fsspec.open(...).open``); default: the local file."""
 
 
@@ -53,6 +51,13 @@ class VolumeFlag(enum.Enum):
                 if m.value == value.lower():
                     return m
         return None
+
+
+_PAYLOAD_BUDGET = 2 * 1024**3  # at most this many file bytes are kept between the passes; the rest are re-read
+
+
+class NoCTSeries(ValueError):
+    """The files hold readable DICOM but no CT series (e.g. only radiographs or DXA)."""
 
 
 @dataclass(frozen=True)
@@ -139,134 +144,56 @@ class Volume:
         """Index of the slice nearest to patient z ``z_mm``."""
         return int(np.argmin(np.abs(self.slice_z_mm - z_mm)))
 
+    def block_means(self, fz: int, fy: int, fx: int) -> np.ndarray:
+        """:func:`block_mean` of ``hu`` over ``fz x fy x fx`` blocks, cached (the builder fills the ~2 mm
+        grid of :func:`grid_factors` while it reads the slices, when each slice is still in cache).
 
-@dataclass
-class _Payload:
-    """What the pixel pass needs of one file read by :func:`read_headers` (kept only for the load)."""
-
-    buf: bytes
-    pixel_pos: int  # offset of the PixelData element, -1 when the fast path does not apply
-    implicit: bool
-    slope: float
-    intercept: float
-    signed: bool
-    bits: int
-    samples: int
-
-
-_PAYLOAD_BUDGET = 2 * 1024**3  # at most this many file bytes are kept between the passes; the rest are re-read
-_PIXEL_DATA = 0x7FE00010
-_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
-# Tags read here (group, element) -> decoded lazily from the fast reader's raw elements.
-_T = {
-    "SeriesInstanceUID": 0x0020000E, "StudyInstanceUID": 0x0020000D, "SOPInstanceUID": 0x00080018,
-    "Modality": 0x00080060, "ImageType": 0x00080008, "Rows": 0x00280010, "Columns": 0x00280011,
-    "ImagePositionPatient": 0x00200032, "ImageOrientationPatient": 0x00200037, "PixelSpacing": 0x00280030,
-    "SliceThickness": 0x00180050, "KVP": 0x00180060, "ContrastBolusAgent": 0x00180010,
-    "GantryDetectorTilt": 0x00181120, "Manufacturer": 0x00080070, "ConvolutionKernel": 0x00181210,
-    "SeriesDescription": 0x0008103E, "NumberOfFrames": 0x00280008, "RescaleSlope": 0x00281053,
-    "RescaleIntercept": 0x00281052, "BitsAllocated": 0x00280100, "PixelRepresentation": 0x00280103,
-    "SamplesPerPixel": 0x00280002,
-}
+        Notes
+        -----
+        The cache assumes ``hu`` is not modified in place afterwards.
+        """
+        cache = self.__dict__.setdefault("_block_means", {})
+        key = (fz, fy, fx)
+        if key not in cache:
+            cache[key] = block_mean(self.hu, fz, fy, fx)
+        return np.asarray(cache[key])
 
 
-class _FastView:
-    """``get``-style access to the needed tags of a :class:`~tasks.dicom.fastheader.FastHeader`."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh = fh
-
-    def text(self, key: str) -> str:
-        return "\\".join(self.texts(key))
-
-    def texts(self, key: str) -> tuple[str, ...]:
-        try:
-            return tuple(self.fh.strings(_T[key]) or ())
-        except FastPathUnsupported:  # not a string VR (e.g. UN): treated as absent
-            return ()
-
-    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
-        try:
-            vals = self.fh.numbers(_T[key])
-        except (ValueError, FastPathUnsupported):
-            return None
-        return tuple(vals) if vals and len(vals) == n else None
-
-    def num(self, key: str) -> float | None:
-        v = self.nums(key, 1)
-        return v[0] if v else None
+def grid_factors(shape: tuple[int, int, int], spacing_mm: tuple[float, float, float],
+                 target_mm: float = 2.0) -> tuple[int, int, int]:
+    """Integer block factors (z, y, x) that bring ``spacing_mm`` to about ``target_mm`` (never below 1;
+    z falls back to 1 when the volume has fewer slices than the factor)."""
+    fz, fy, fx = (max(1, int(round(target_mm / s))) if s > 0 else 1 for s in spacing_mm)
+    return (1 if shape[0] < fz else fz), fy, fx
 
 
-class _DatasetView(_FastView):
-    """The same access over a pydicom dataset (the fallback path)."""
+def block_mean(a: np.ndarray, fz: int, fy: int, fx: int) -> np.ndarray:
+    """Mean over ``fz x fy x fx`` blocks of ``a`` (trailing partial blocks dropped), float32.
 
-    def __init__(self, ds: Dataset) -> None:
-        self.ds = ds
-
-    def text(self, key: str) -> str:
-        v = self.ds.get(key)
-        if v is None or v == "":
-            return ""
-        if isinstance(v, str | int | float):
-            return str(v)
-        return "\\".join(str(x) for x in v)
-
-    def texts(self, key: str) -> tuple[str, ...]:
-        v = self.ds.get(key)
-        if v is None or v == "":
-            return ()
-        return (str(v),) if isinstance(v, str) else tuple(str(x) for x in v)
-
-    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
-        v = self.ds.get(key)
-        if v is None or v == "":
-            return None
-        try:
-            out = tuple(float(x) for x in v) if n > 1 or not isinstance(v, str | int | float) else (float(v),)
-        except (TypeError, ValueError):
-            return None
-        return out if len(out) == n else None
-
-
-def _open(path: str, opener: Opener | None) -> Any:
-    return opener(path) if opener is not None else path
-
-
-def _read_bytes(path: str, opener: Opener | None) -> bytes:
-    if opener is None:
-        with open(path, "rb") as fh:
-            return fh.read()
-    f = opener(path)
-    try:
-        return bytes(f.read())
-    finally:
-        f.close()
-
-
-def _parse(p: str, buf: bytes) -> tuple[_FastView, _Payload]:
-    """Header view and pixel payload of one file: the fast reader first, pydicom when it declines."""
-    view: _FastView
-    try:
-        fh = read_fast(buf)
-        view = _FastView(fh)
-        ts, pos, implicit = fh.transfer_syntax, fh.pixel_pos, fh.implicit
-    except FastPathUnsupported:
-        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=True, force=False)
-        view = _DatasetView(ds)
-        ts, pos, implicit = "", -1, False
-    native = ts in _UNCOMPRESSED and pos + 8 <= len(buf) and struct.unpack_from("<I", buf, pos)[0] == (
-        _PIXEL_DATA >> 16 | (_PIXEL_DATA & 0xFFFF) << 16)
-    payload = _Payload(
-        buf=buf, pixel_pos=pos if native else -1, implicit=implicit,
-        slope=view.num("RescaleSlope") or 1.0, intercept=view.num("RescaleIntercept") or 0.0,
-        signed=int(view.num("PixelRepresentation") or 0) == 1, bits=int(view.num("BitsAllocated") or 16),
-        samples=int(view.num("SamplesPerPixel") or 1),
-    )
-    return view, payload
+    Slab by slab (``fz`` slices at a time, hot in cache): the rows, then the columns, are added as
+    strided views, which is much faster than a mean over a 6-D reshaped view.
+    """
+    nz, ny, nx = (a.shape[0] // fz) * fz, (a.shape[1] // fy) * fy, (a.shape[2] // fx) * fx
+    oz, oy, ox = nz // fz, ny // fy, nx // fx
+    low = np.empty((oz, oy, ox), dtype=np.float32)
+    rows = np.empty((oy, nx), dtype=np.float32)
+    scale = np.float32(1.0 / (fz * fy * fx))
+    for k in range(oz):
+        slab = a[k * fz : (k + 1) * fz, :ny, :nx]
+        sl = slab[0] if fz == 1 else slab.sum(axis=0, dtype=np.float32)
+        np.copyto(rows, sl[0::fy][:oy])
+        for a1 in range(1, fy):
+            rows += sl[a1::fy][:oy]
+        o = low[k]
+        np.copyto(o, rows[:, 0::fx][:, :ox])
+        for a2 in range(1, fx):
+            o += rows[:, a2::fx][:, :ox]
+        o *= scale
+    return low
 
 
 def read_header(
-    path: str | os.PathLike[str], opener: Opener | None = None, *, keep: dict[str, _Payload] | None = None
+    path: str | os.PathLike[str], opener: Opener | None = None, *, keep: dict[str, Payload] | None = None
 ) -> SliceHeader:
     """Read the header of one DICOM file (only the tags volume building and series selection need).
 
@@ -280,8 +207,8 @@ def read_header(
     """
     p = str(path)
     try:
-        buf = _read_bytes(p, opener)
-        v, payload = _parse(p, buf)
+        buf = read_bytes(p, opener)
+        v, payload = parse(p, buf)
     except (InvalidDicomError, OSError, EOFError, ValueError, TypeError, AttributeError, KeyError,
             Truncated, struct.error, UnicodeDecodeError) as e:
         raise ValueError(f"{p}: not a readable DICOM file ({type(e).__name__}: {e})") from e
@@ -327,7 +254,7 @@ def list_files(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]])
 
 
 def read_headers(
-    paths: Sequence[str], opener: Opener | None = None, *, keep: dict[str, _Payload] | None = None
+    paths: Sequence[str], opener: Opener | None = None, *, keep: dict[str, Payload] | None = None
 ) -> tuple[list[SliceHeader], list[tuple[str, str]]]:
     """Headers of every readable DICOM file and ``(path, reason)`` for the others.
 
@@ -337,7 +264,7 @@ def read_headers(
     bad: list[tuple[str, str]] = []
     kept = 0
     for p in paths:
-        mine: dict[str, _Payload] | None = {} if keep is not None and kept <= _PAYLOAD_BUDGET else None
+        mine: dict[str, Payload] | None = {} if keep is not None and kept <= _PAYLOAD_BUDGET else None
         try:
             good.append(read_header(p, opener, keep=mine))
         except ValueError as e:
@@ -382,49 +309,12 @@ def axial_score(headers: Sequence[SliceHeader]) -> tuple[int, float, int]:
     return (1, -round(spacing, 2), len(ok))
 
 
-def _decode(h: SliceHeader, payload: _Payload, out: np.ndarray) -> None:
-    """Write the HU of one slice into ``out`` (rows x columns float32), padding clipped to -1024 HU.
-
-    Native little-endian 16-bit data is read from the file bytes with ``numpy.frombuffer``; anything else
-    (compressed syntaxes through pylibjpeg, 8/32-bit, big endian) goes through pydicom's ``pixel_array``.
-    """
-    n = h.rows * h.columns
-    pos = payload.pixel_pos
-    raw: np.ndarray | None = None
-    if pos >= 0 and payload.bits == 16 and payload.samples == 1:
-        buf = payload.buf
-        if payload.implicit:
-            (length,) = struct.unpack_from("<I", buf, pos + 4)
-            start = pos + 8
-        else:
-            (length,) = struct.unpack_from("<I", buf, pos + 8)
-            start = pos + 12
-        if length >= 2 * n and start + 2 * n <= len(buf):
-            dtype = np.int16 if payload.signed else np.uint16
-            raw = np.frombuffer(buf, dtype=dtype, count=n, offset=start).reshape(h.rows, h.columns)
-    if raw is None:
-        ds = pydicom.dcmread(io.BytesIO(payload.buf), force=False)
-        raw = np.asarray(ds.pixel_array)
-        if raw.shape != out.shape:
-            raise ValueError(f"{h.path}: pixel array {raw.shape} is not {out.shape}")
-    if payload.slope != 1.0:
-        np.multiply(raw, np.float32(payload.slope), out=out, dtype=np.float32)
-        out += np.float32(payload.intercept)
-    else:
-        np.add(raw, np.float32(payload.intercept), out=out, dtype=np.float32)
-    # Padding (e.g. -2000 outside the field of view) -> air; the stored minimum says whether any pixel is
-    # below -1024 HU (a cheap integer pass instead of a float one).
-    lo = float(raw.min()) * payload.slope + payload.intercept
-    if lo < -1024.0:
-        np.maximum(out, np.float32(-1024.0), out=out)
-
-
 def build_volume(
     headers: Sequence[SliceHeader],
     opener: Opener | None = None,
     *,
     spacing_tolerance: float = 0.1,
-    _payloads: dict[str, _Payload] | None = None,
+    _payloads: dict[str, Payload] | None = None,
 ) -> Volume:
     """Read the pixel data of one series' slices and assemble a canonical HU volume.
 
@@ -434,6 +324,8 @@ def build_volume(
         orientation or size are dropped and flagged.
     opener : optional callable opening a path for binary reading.
     spacing_tolerance : relative deviation of a slice gap from the median that counts as mixed spacing.
+    _payloads : internal; file bytes kept by :func:`read_headers` (``keep=``), popped as they are used, so
+        that each file is read once. Without it each slice file is read here.
 
     Raises
     ------
@@ -522,19 +414,25 @@ def build_volume(
     arr = np.empty((len(hs), rows, cols), dtype=np.float32)
     plane = np.empty((rows, cols), dtype=np.float32) if (flip_x or flip_y) else None
     ok = np.zeros(len(hs), dtype=bool)
+    # The ~2 mm working grid of the spine finder, summed slab by slab while each slab is still in cache.
+    ps0 = hs[0].pixel_spacing or (1.0, 1.0)
+    gf = grid_factors((len(hs), rows, cols), (abs(dz), float(ps0[0]), float(ps0[1])))
+    low = np.zeros(((len(hs) // gf[0]), rows // gf[1], cols // gf[2]), dtype=np.float32)
     for k, h in enumerate(hs):
         try:
             payload = _payloads.pop(h.path, None) if _payloads is not None else None
             if payload is None:
-                payload = _parse(h.path, _read_bytes(h.path, opener))[1]
+                payload = parse(h.path, read_bytes(h.path, opener))[1]
             if plane is None:
-                _decode(h, payload, arr[k])
+                decode_into(h.path, h.rows, h.columns, payload, arr[k])
             else:
-                _decode(h, payload, plane)
+                decode_into(h.path, h.rows, h.columns, payload, plane)
                 arr[k] = plane[::-1 if flip_y else 1, ::-1 if flip_x else 1]
             ok[k] = True
         except Exception:  # noqa: BLE001 - any decoder failure is recorded as a flag, the slice skipped
             continue
+        if k // gf[0] < low.shape[0] and low.size:
+            low[k // gf[0]] += block_mean(arr[k : k + 1], 1, gf[1], gf[2])[0]
     if not ok.any():
         raise ValueError(f"series {uid!r}: none of {len(hs)} slices could be decoded")
     used = [h for h, g in zip(hs, ok, strict=True) if g]
@@ -551,7 +449,7 @@ def build_volume(
     if flip_y:
         origin[1] = origin[1] - (rows - 1) * dy
     agent = used[0].contrast_agent
-    return Volume(
+    vol = Volume(
         hu=np.ascontiguousarray(arr),
         spacing_mm=(float(abs(dz)), dy, dx),
         origin_mm=(origin[0], origin[1], origin[2]),
@@ -566,6 +464,11 @@ def build_volume(
         flags=list(dict.fromkeys(flags)),
         paths=[h.path for h in used],
     )
+    if ok.all() and low.size and grid_factors(vol.shape, vol.spacing_mm) == gf:
+        if gf[0] > 1:
+            low *= np.float32(1.0 / gf[0])
+        vol.__dict__["_block_means"] = {gf: low}
+    return vol
 
 
 def load_best_ct_volume(
@@ -577,13 +480,15 @@ def load_best_ct_volume(
 
     Raises
     ------
+    NoCTSeries
+        When the files are DICOM but none is CT (a ``ValueError``).
     ValueError
         When no file is DICOM or no series is an axial CT with at least one positioned slice.
     """
     files = list_files(paths)
     if not files:
         raise ValueError(f"paths {paths!r}: no files found")
-    payloads: dict[str, _Payload] = {}
+    payloads: dict[str, Payload] = {}
     headers, bad = read_headers(files, opener, keep=payloads)
     if not headers:
         raise ValueError(f"paths {paths!r}: none of {len(files)} files is readable DICOM ({bad[0][1]})")
@@ -591,7 +496,7 @@ def load_best_ct_volume(
     ct = {u: hs for u, hs in groups.items() if any(h.modality == "CT" for h in hs)}
     if not ct:
         mods = sorted({h.modality for h in headers})
-        raise ValueError(f"paths {paths!r}: no CT series (modalities found: {', '.join(mods) or 'none'})")
+        raise NoCTSeries(f"paths {paths!r}: no CT series (modalities found: {', '.join(mods) or 'none'})")
     ranked = sorted(ct.items(), key=lambda kv: axial_score(kv[1]), reverse=True)
     uid, hs = ranked[0]
     usable = [h for h in hs if h.modality == "CT" and h.position]  # build_volume drops and flags localizers

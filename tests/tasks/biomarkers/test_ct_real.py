@@ -79,3 +79,14 @@ def test_cli_json_and_exit_code(tmp_path: Path) -> None:
     (tmp_path / "junk" / "a.txt").write_text("x")
     r = runner.invoke(get_app(), ["extract", str(tmp_path / "junk"), "--json"])
     assert r.exit_code == 2
+
+
+@needs_real
+def test_cli_projection_folder_falls_back_without_a_second_read() -> None:
+    """A folder without CT (a real DX radiograph) goes to the projection extractor (exit 0)."""
+    from flows.cli import get_app
+
+    r = CliRunner().invoke(get_app(), ["extract", str(REAL / "highdicom-dx"), "--json"])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "series_instance_uid" in out

@@ -117,8 +117,9 @@ def test_lateral_spine_accuracy_target(dx_score: dict[str, float]) -> None:
     assert s["exact"] >= 0.9 and s["heights"] >= 0.9 and s["spec"] >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="radiograph sensitivity for grade >= 2 is 0.75 (3 of 4) on the "
-                   "fracture-enriched phantoms: a biconcave body whose endplates are not found is missed")
+@pytest.mark.xfail(strict=True, reason="radiograph sensitivity for grade >= 2 is below 0.95: 0.75 (3 of 4) "
+                   "here; 0.895 (17 of 19 graded) on 40 fractured patients of seeds 7/11/23/31 (bench), with "
+                   "74 of 320 levels unmeasured, fractured bodies among them (biconcave endplates not found)")
 def test_lateral_spine_sensitivity_target(dx_score: dict[str, float]) -> None:
     assert dx_score["n_pos"] >= 3 and dx_score["sens"] >= 0.95
 

@@ -85,6 +85,17 @@ def test_fast_reader_refuses_what_it_does_not_handle() -> None:
         read_fast(b"not a dicom file at all" * 10)
 
 
+def _fresh(data: bytes) -> tuple:
+    from tasks.dicom import fastheader
+
+    fastheader.reset_state()
+    try:
+        fh = fastheader.read_fast(data)
+    except Exception as e:  # noqa: BLE001
+        return (type(e).__name__,)
+    return fh.meta, fh.elements, fh.tags, fh.wholes, fh.pixel_pos, fh.transfer_syntax, fh.encoding
+
+
 def test_template_parse_equals_plain_parse(tmp_path: Path) -> None:
     """Reusing runs of the previous file's elements gives exactly the plain parse (or the same error)."""
     from tasks.dicom import fastheader
@@ -95,20 +106,65 @@ def test_template_parse_equals_plain_parse(tmp_path: Path) -> None:
     templated = 0
     for f in files:
         data = f.read_bytes()
-        outcomes = []
-        for template_from in (None, prev):
-            fastheader._TEMPLATE.last = None
-            if template_from is not None:
-                try:
-                    fastheader.read_fast(template_from)
-                except Exception:  # noqa: BLE001, S110 - a broken previous file leaves no template
-                    pass
+        plain = _fresh(data)
+        fastheader.reset_state()
+        if prev is not None:
             try:
-                fh = fastheader.read_fast(data)
-                outcomes.append((fh.elements, fh.tags, fh.wholes, fh.pixel_pos))
-            except Exception as e:  # noqa: BLE001
-                outcomes.append((type(e).__name__,))
-        assert outcomes[0] == outcomes[1], f.name
+                fastheader.read_fast(prev)
+            except Exception:  # noqa: BLE001, S110 - a broken previous file leaves no template
+                pass
+        fastheader._TEMPLATE.layout = None  # the template path alone
+        try:
+            fh = fastheader.read_fast(data)
+            got: tuple = (fh.meta, fh.elements, fh.tags, fh.wholes, fh.pixel_pos, fh.transfer_syntax, fh.encoding)
+        except Exception as e:  # noqa: BLE001
+            got = (type(e).__name__,)
+        assert got == plain, f.name
         templated += fastheader._TEMPLATE.last is not None and prev is not None
         prev = data
     assert templated > 100
+
+
+def test_layout_match_equals_plain_parse(tmp_path: Path, key: bytes) -> None:
+    """A file read through the layout of its series (only the varying elements re-read) gives exactly
+    the plain parse, the same row and the same DICOM JSON text; damaged files the same verdict."""
+    from tasks.dicom import dicom_json, fastheader
+    from tasks.dicom.header import build_row_fast, reset_memos
+
+    series = [write_series(tmp_path / "e", 6), write_series(tmp_path / "i", 6, implicit=True),
+              write_series(tmp_path / "x", 4, extra={"AcquisitionDate": "20200518"})]
+    folders: dict[str, list[Path]] = {}
+    for p in real_files():
+        folders.setdefault(p.parent.name, []).append(p)
+    sequences = [*series, *folders.values()]
+    for seq in sequences[:2]:  # the same files, damaged, after good files of their series
+        bad = damaged_copies(seq[2:4], tmp_path / f"bad_{seq[0].parent.name}", seed=5, per_file=3)
+        sequences.append(seq[:3] + bad)
+    matched = 0
+    for seq in sequences:
+        reset_memos()
+        states = []
+        for f in seq:
+            data = f.read_bytes()
+            try:
+                fh = fastheader.read_fast(data)
+            except Exception as e:  # noqa: BLE001
+                states.append((f, (type(e).__name__,), None, None))
+                continue
+            got = (fh.meta, fh.elements, fh.tags, fh.wholes, fh.pixel_pos, fh.transfer_syntax, fh.encoding)
+            row = build_row_fast(fh, key=key)
+            row.pop("_series_part")
+            states.append((f, got, row, dicom_json.header_json_text(fh)))
+            matched += fh.layout is not None
+        for f, got, row, text in states:
+            assert got == _fresh(f.read_bytes()), f.name
+            if row is None:
+                continue
+            reset_memos()
+            fh = fastheader.read_fast(f.read_bytes())
+            ref = build_row_fast(fh, key=key)
+            ref.pop("_series_part")
+            assert row == ref, f.name
+            assert text == dicom_json.header_json_text(fh), f.name
+            assert json.loads(text) == dicom_json.elements_to_json(fh.elements, fh.encoding), f.name
+    assert matched >= 20

@@ -6,7 +6,17 @@ import os
 import shutil
 from pathlib import Path
 
-from tasks.dicom.ingest import index_batch, resolve_batch
+import pyarrow as pa
+
+from tasks.dicom.ingest import (
+    KnownInstances,
+    index_batch,
+    resolve_batch,
+    sop_keys,
+    spill_records,
+    summarise_batch,
+)
+from tasks.dicom.series import series_partials, study_descriptions
 from tasks.dicom.sources import FolderSource, SourceFile
 from tests.tasks.dicom.conftest import damaged_copies, real_files, shipped_files, write_series
 
@@ -63,3 +73,69 @@ def test_duplicates_first_path_wins_across_batches(tmp_path: Path, key: bytes) -
     # Within one batch, the lower path wins.
     res = resolve_batch(index_batch(src, listed, key=key), {}, "r2")
     assert all("/a/" in p for p in res.instances.column("path").to_pylist())
+
+
+def test_known_instances_exact_and_compact(tmp_path: Path) -> None:
+    """The compact duplicate map answers exactly like a dict, colliding keys included."""
+    sops = [f"1.2.3.{i}" for i in range(3000)]
+    with KnownInstances() as known:
+        for i in range(0, 3000, 700):  # several runs, merged as they grow
+            part = sops[i : i + 700]
+            known.update({s: (f"/a/{s}", f"h{s}") for s in part})
+        assert len(known) == 3000 and len(known._runs) <= 4
+        assert known.lookup(["1.2.3.5", "9.9", "1.2.3.2999"]) == {"1.2.3.5": ("/a/1.2.3.5", "h1.2.3.5"),
+                                                                   "1.2.3.2999": ("/a/1.2.3.2999", "h1.2.3.2999")}
+        known.update({"1.2.3.5": ("/b/x", None)})  # re-pointed
+        assert known.lookup(["1.2.3.5"]) == {"1.2.3.5": ("/b/x", None)} and len(known) == 3000
+        assert known.drop_paths({"/b/x", "/a/1.2.3.7"}) == {"1.2.3.5": "/b/x", "1.2.3.7": "/a/1.2.3.7"}
+        assert known.lookup(["1.2.3.5", "1.2.3.7", "1.2.3.8"]) == {"1.2.3.8": ("/a/1.2.3.8", "h1.2.3.8")}
+        # A key collision (forced) is settled by the exact UID in the spill file.
+        keys = sop_keys(["other"])
+        known.add(keys, spill_records(["other"], ["/c"], ["h"]))
+        blob, off = spill_records(["1.2.3.9-collides"], ["/d"], ["h"])
+        known.add(sop_keys(["1.2.3.9"]), (blob, off))  # stored under 1.2.3.9's key
+        assert known.lookup(["1.2.3.9"]) == {"1.2.3.9": ("/a/1.2.3.9", "h1.2.3.9")}
+        assert known.maybe_known(sop_keys(["1.2.3.9", "nope"])).tolist() == [True, False]
+
+
+def test_compact_resolution_equals_dict_resolution(tmp_path: Path, key: bytes) -> None:
+    """Summarised batches resolved against the compact map give the dict path's tables exactly,
+    with duplicates within a batch, across batches and against earlier runs."""
+    files = write_series(tmp_path / "a", 6) + write_series(tmp_path / "c", 4)
+    (tmp_path / "b").mkdir()
+    for f in files[:3] + files[7:]:
+        shutil.copy(f, tmp_path / "b" / f.name)
+    shutil.copy(files[1], tmp_path / "a" / "zz_copy")  # same batch as its original
+    src = FolderSource(str(tmp_path))
+    listed = sorted(src.list_files())
+    earlier = {"sop-not-here": ("/x", "h")}
+    first = index_batch(src, listed[:1], key=key)
+    earlier[first.parsed.column("sop_instance_uid")[0].as_py()] = ("/elsewhere/earlier-run", "h0")
+    ref: dict[str, tuple[str, str]] = dict(earlier)
+    with KnownInstances() as known:
+        known.update(earlier)
+        for size in (4, 5, 100):
+            n_dups = 0
+            for i in range(0, len(listed), size):
+                batch = index_batch(src, listed[i : i + size], key=key)
+                want = resolve_batch(batch, ref, "r")
+                got = resolve_batch(summarise_batch(batch), known, "r")
+                for name in ("instances", "duplicates", "quarantine", "manifest"):
+                    assert getattr(got, name).equals(getattr(want, name)), (size, i, name)
+                parts, desc = got.summaries(batch)
+                assert _same_partials(parts, want.instances)
+                assert desc == study_descriptions(want.instances)
+                n_dups += got.duplicates.num_rows
+            assert n_dups == 6  # 4 copies in b/ (names collide), 1 in a/, 1 indexed by an earlier run
+            ref = dict(earlier)
+            known.close()
+            known = KnownInstances()
+            known.update(earlier)
+
+
+def _same_partials(parts: dict, instances: pa.Table) -> bool:
+    want = series_partials(instances)
+    return parts.keys() == want.keys() and all(
+        (p.n, p.tallies, p.localizer, p.any_type, p.all_derived, p.iop, p.positions.tolist())
+        == (w.n, w.tallies, w.localizer, w.any_type, w.all_derived, w.iop, w.positions.tolist())
+        for p, w in ((parts[k], want[k]) for k in want))

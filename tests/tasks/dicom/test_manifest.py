@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pyarrow as pa
+import pytest
 
 from schemas import get_table
-from tasks.dicom.manifest import diff_manifest
+from tasks.dicom.manifest import ManifestDiff, diff_manifest, iter_diff
 from tasks.dicom.sources import SourceFile
 
 
@@ -30,3 +31,17 @@ def test_diff_new_changed_unchanged() -> None:
 def test_diff_against_empty_manifest() -> None:
     d = diff_manifest([SourceFile("/z", 1, 1.0), SourceFile("/y", 1, 1.0)], get_table("manifest").empty())
     assert [f.path for f in d.to_read] == ["/y", "/z"] and d.new == 2 and d.unchanged == 0
+
+
+def test_streamed_diff_equals_collected_diff() -> None:
+    prev = _manifest([("/a", 10, 1.0), ("/b", 20, 2.0), ("/c", 30, 3.0), ("/e", 1, 1.0), ("/b", 21, 2.0)])
+    listing = [SourceFile("/a", 10, 1.0), SourceFile("/b", 21, 2.0), SourceFile("/b", 21, 2.0),
+               SourceFile("/c", 31, 3.0), SourceFile("/d", 5, 9.0)]
+    out = ManifestDiff()
+    got = list(iter_diff(iter(listing), prev, out, in_order=True))
+    assert [f.path for f in got] == ["/c", "/d"]  # /b: the later manifest row (21 bytes) counts
+    assert (out.new, out.changed, out.unchanged, out.removed) == (1, 1, 2, ["/e"])
+    d = diff_manifest(reversed(listing), prev)
+    assert [f.path for f in d.to_read] == ["/c", "/d"] and d.removed == ["/e"] and d.changed_paths == {"/c"}
+    with pytest.raises(ValueError, match="not in path order"):
+        list(iter_diff(reversed(listing), prev, ManifestDiff(), in_order=True))

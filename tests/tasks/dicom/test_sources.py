@@ -13,6 +13,7 @@ from tasks.dicom.sources import (
     DicomWebSource,
     FolderSource,
     FsspecSource,
+    SourceFile,
     open_source,
     parse_multipart,
 )
@@ -100,3 +101,34 @@ def test_dicomweb_against_orthanc(tmp_path: Path) -> None:
         study, series = listed[0].path.split("/studies/")[1].split("/series/")
         meta = src.metadata(study, series.split("/")[0])  # type: ignore[attr-defined]
         assert len(meta) in (2, 4) and all("00080018" in m for m in meta)
+
+
+def test_folder_listing_is_in_path_order_and_streams_stat_later(tmp_path: Path) -> None:
+    """Names that sort around the separator ('a.dcm' < 'a/x' < 'a0'), listed in exact string order;
+    ``list_paths`` skips the stat and ``read_files`` fills it in from the open file."""
+    for rel in ("a/x", "a/y/z", "a.dcm", "a0", "a-b/c", "b", "A/q", "a/ä"):
+        p = tmp_path / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(rel.encode() * 3)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    src = FolderSource(str(tmp_path))
+    paths = [s.path for s in src.list_files()]
+    assert paths == sorted(paths) and len(paths) == 8 and src.lists_in_order
+    bare = list(src.list_paths())
+    assert [s.path for s in bare] == paths and all(s.size is None and s.mtime is None for s in bare)
+    got = list(src.read_files(bare + [SourceFile(str(tmp_path / "gone"))]))
+    for (sf, data), path in zip(got, [*paths, str(tmp_path / "gone")], strict=True):
+        if path.endswith("gone"):
+            assert isinstance(data, OSError)
+            continue
+        assert data == Path(path).read_bytes() and sf.size == len(data) and sf.mtime == Path(path).stat().st_mtime
+
+
+def test_read_files_with_stale_listed_size(tmp_path: Path) -> None:
+    """A file that grew or shrank since it was listed is read whole."""
+    f = tmp_path / "f"
+    f.write_bytes(b"x" * 5000)
+    src = FolderSource(str(tmp_path))
+    for listed in (1, 4999, 5000, 5001, 10**6):
+        ((sf, data),) = list(src.read_files([SourceFile(str(f), listed, 1.0)]))
+        assert data == b"x" * 5000 and sf.size == listed

@@ -1,0 +1,179 @@
+"""One pass over a DICOM file's bytes for volume building: the header tags needed, then the pixels.
+
+The fast header reader (:func:`tasks.dicom.fastheader.read_fast`) parses the bytes; native little-endian
+16-bit pixel data is taken from the same bytes with ``numpy.frombuffer``. Compressed syntaxes (through
+pylibjpeg) and anything the fast reader declines go through pydicom. Used by :mod:`tasks.dicom.volume`.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+
+from tasks.dicom.fastheader import FastPathUnsupported, read_fast
+
+Opener = Callable[[str], IO[bytes]]
+
+
+@dataclass
+class Payload:
+    """What the pixel pass needs of one file read by :func:`read_headers` (kept only for the load)."""
+
+    buf: bytes
+    pixel_pos: int  # offset of the PixelData element, -1 when the fast path does not apply
+    implicit: bool
+    slope: float
+    intercept: float
+    signed: bool
+    bits: int
+    samples: int
+
+
+_PIXEL_DATA = 0x7FE00010
+_UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
+# Tags read here (group, element) -> decoded lazily from the fast reader's raw elements.
+_T = {
+    "SeriesInstanceUID": 0x0020000E, "StudyInstanceUID": 0x0020000D, "SOPInstanceUID": 0x00080018,
+    "Modality": 0x00080060, "ImageType": 0x00080008, "Rows": 0x00280010, "Columns": 0x00280011,
+    "ImagePositionPatient": 0x00200032, "ImageOrientationPatient": 0x00200037, "PixelSpacing": 0x00280030,
+    "SliceThickness": 0x00180050, "KVP": 0x00180060, "ContrastBolusAgent": 0x00180010,
+    "GantryDetectorTilt": 0x00181120, "Manufacturer": 0x00080070, "ConvolutionKernel": 0x00181210,
+    "SeriesDescription": 0x0008103E, "NumberOfFrames": 0x00280008, "RescaleSlope": 0x00281053,
+    "RescaleIntercept": 0x00281052, "BitsAllocated": 0x00280100, "PixelRepresentation": 0x00280103,
+    "SamplesPerPixel": 0x00280002,
+}
+
+
+class FastView:
+    """``get``-style access to the needed tags of a :class:`~tasks.dicom.fastheader.FastHeader`."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh = fh
+
+    def text(self, key: str) -> str:
+        return "\\".join(self.texts(key))
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        try:
+            return tuple(self.fh.strings(_T[key]) or ())
+        except FastPathUnsupported:  # not a string VR (e.g. UN): treated as absent
+            return ()
+
+    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
+        try:
+            vals = self.fh.numbers(_T[key])
+        except (ValueError, FastPathUnsupported):
+            return None
+        return tuple(vals) if vals and len(vals) == n else None
+
+    def num(self, key: str) -> float | None:
+        v = self.nums(key, 1)
+        return v[0] if v else None
+
+
+class DatasetView(FastView):
+    """The same access over a pydicom dataset (the fallback path)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self.ds = ds
+
+    def text(self, key: str) -> str:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return ""
+        if isinstance(v, str | int | float):
+            return str(v)
+        return "\\".join(str(x) for x in v)
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return ()
+        return (str(v),) if isinstance(v, str) else tuple(str(x) for x in v)
+
+    def nums(self, key: str, n: int) -> tuple[float, ...] | None:
+        v = self.ds.get(key)
+        if v is None or v == "":
+            return None
+        try:
+            out = tuple(float(x) for x in v) if n > 1 or not isinstance(v, str | int | float) else (float(v),)
+        except (TypeError, ValueError):
+            return None
+        return out if len(out) == n else None
+
+
+def read_bytes(path: str, opener: Opener | None) -> bytes:
+    if opener is None:
+        with open(path, "rb") as fh:
+            return fh.read()
+    f = opener(path)
+    try:
+        return bytes(f.read())
+    finally:
+        f.close()
+
+
+def parse(p: str, buf: bytes) -> tuple[FastView, Payload]:
+    """Header view and pixel payload of one file: the fast reader first, pydicom when it declines."""
+    view: FastView
+    try:
+        fh = read_fast(buf)
+        view = FastView(fh)
+        ts, pos, implicit = fh.transfer_syntax, fh.pixel_pos, fh.implicit
+    except FastPathUnsupported:
+        ds = pydicom.dcmread(io.BytesIO(buf), stop_before_pixels=True, force=False)
+        view = DatasetView(ds)
+        ts, pos, implicit = "", -1, False
+    native = ts in _UNCOMPRESSED and pos + 8 <= len(buf) and struct.unpack_from("<I", buf, pos)[0] == (
+        _PIXEL_DATA >> 16 | (_PIXEL_DATA & 0xFFFF) << 16)
+    payload = Payload(
+        buf=buf, pixel_pos=pos if native else -1, implicit=implicit,
+        slope=view.num("RescaleSlope") or 1.0, intercept=view.num("RescaleIntercept") or 0.0,
+        signed=int(view.num("PixelRepresentation") or 0) == 1, bits=int(view.num("BitsAllocated") or 16),
+        samples=int(view.num("SamplesPerPixel") or 1),
+    )
+    return view, payload
+
+
+def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.ndarray) -> None:
+    """Write the HU of one single-frame slice into ``out`` (rows x columns float32), padding clipped to -1024 HU.
+
+    Native little-endian 16-bit data is read from the file bytes with ``numpy.frombuffer``; anything else
+    (compressed syntaxes through pylibjpeg, 8/32-bit, big endian) goes through pydicom's ``pixel_array``.
+    """
+    n = rows * columns
+    pos = payload.pixel_pos
+    raw: np.ndarray | None = None
+    if pos >= 0 and payload.bits == 16 and payload.samples == 1:
+        buf = payload.buf
+        if payload.implicit:
+            (length,) = struct.unpack_from("<I", buf, pos + 4)
+            start = pos + 8
+        else:
+            (length,) = struct.unpack_from("<I", buf, pos + 8)
+            start = pos + 12
+        if length >= 2 * n and start + 2 * n <= len(buf):
+            dtype = np.int16 if payload.signed else np.uint16
+            raw = np.frombuffer(buf, dtype=dtype, count=n, offset=start).reshape(rows, columns)
+    if raw is None:
+        ds = pydicom.dcmread(io.BytesIO(payload.buf), force=False)
+        raw = np.asarray(ds.pixel_array)
+        if raw.shape != out.shape:
+            raise ValueError(f"{path}: pixel array {raw.shape} is not {out.shape}")
+    if payload.slope != 1.0:
+        np.multiply(raw, np.float32(payload.slope), out=out, dtype=np.float32)
+        out += np.float32(payload.intercept)
+    else:
+        np.add(raw, np.float32(payload.intercept), out=out, dtype=np.float32)
+    # Padding (e.g. -2000 outside the field of view) -> air; the stored minimum says whether any pixel is
+    # below -1024 HU (a cheap integer pass instead of a float one).
+    lo = float(raw.min()) * payload.slope + payload.intercept
+    if lo < -1024.0:
+        np.maximum(out, np.float32(-1024.0), out=out)
