@@ -11,7 +11,8 @@ Two sources of truth:
   compared with ``DIR/truth``.
 
 Prints the targets (Genant exact agreement, sensitivity/specificity for grade >= 2, heights within 1.5 mm
-or 7%, hip geometry within 3%, texture AUC) and the time of the measurement relative to the labeller's, and
+or 7%, hip geometry within 3%, texture AUC) with their counts: a true grade >= 2 fracture at a level that
+got no grade is a false negative (``pos_missing``), and ungraded levels are counted apart (``missing``) and the time of the measurement relative to the labeller's, and
 ends with one line ``fragility_accuracy: key=value ...``.
 
     .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
@@ -279,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--patients", type=int, default=10, help="patients with a prevalent fracture per modality")
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--archive", type=Path, default=None, help="synthetic hospital folder (osteolake synth)")
-    ap.add_argument("--dx-seeds", type=int, nargs="+", default=[7, 11, 23, 31],
+    ap.add_argument("--dx-seeds", type=int, nargs="+", default=[7, 11, 23, 31, 43],
                     help="population seeds of the fracture-enriched radiograph sample (sensitivity)")
     args = ap.parse_args(argv)
     pop = make_population(40 * args.patients, args.seed)
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"CT 2.5 mm / 0.78 mm: {ct}")
     print(f"CT 5 mm / 1.5 mm:    {ct5}")
     print(f"DX 1.0 mm:           {dx}")
-    print(f"DX enriched ({len(args.dx_seeds)} seeds x 10 fractured patients): {dx_enriched}")
+    print(f"DX enriched (seeds {args.dx_seeds} x 10 fractured patients): {dx_enriched}")
     print(f"hip (DXA 0.5 mm):    {hip}")
     print(f"texture (DXA spine): {tex}")
     arch: dict[str, Any] = {}
@@ -302,16 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         arch = bench_archive(args.archive)
         for k, v in arch.items():
             print(f"archive {k}: {v}")
-    fields = {
-        "ct_exact": ct["exact"], "ct_sens": ct["sens"], "ct_spec": ct["spec"], "ct_heights": ct["heights"],
-        "ct5_exact": ct5["exact"], "ct5_heights": ct5["heights"], "dx_exact": dx["exact"], "dx_sens": dx["sens"],
-        "dx_spec": dx["spec"], "dx_heights": dx["heights"], "dxe_n_pos": dx_enriched["n_pos"],
-        "dxe_sens": dx_enriched["sens"], "dxe_spec": dx_enriched["spec"], "dxe_exact": dx_enriched["exact"],
-        "dxe_missing": dx_enriched["missing"], "hip_within3pct": hip["within3pct"],
-        "tbs_auc": tex["auc"], "assess_vs_label_time": ratio,
-    }
+    fields: dict[str, float] = {}
+    for name, sc in (("ct", ct), ("ct5", ct5), ("dx", dx), ("dxe", dx_enriched)):
+        for m in ("exact", "sens", "spec", "heights", "tp", "n_pos", "pos_missing", "missing", "n"):
+            fields[f"{name}_{m}"] = sc[m]
+    fields.update({"hip_within3pct": hip["within3pct"], "tbs_auc": tex["auc"], "assess_vs_label_time": ratio})
     for k, v in arch.items():
-        for m in ("n", "missing", "exact", "sens", "spec", "n_pos", "heights"):
+        for m in ("n", "missing", "exact", "sens", "tp", "n_pos", "pos_missing", "spec", "heights", "failed"):
             fields[f"archive_{k}_{m}"] = v[m]
     print("fragility_accuracy: " + " ".join(f"{k}={v:.3f}" for k, v in fields.items()))
     return 0

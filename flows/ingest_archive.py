@@ -1,9 +1,15 @@
 """Ingest: index new and changed DICOM files of one or more archives into the bronze tables.
 
-Reads the previous ``manifest`` (and ``instances`` when new instances must be aggregated) from the
-warehouse, lists each source (folder/glob, fsspec URL, ``dicomweb+http(s)://``), reads only new or
-changed files (batches fanned out on Dask, results consumed in path order), and writes ``instances``
-(appended), ``duplicates``, ``quarantine``, ``manifest``, ``series`` and ``studies`` (replaced).
+Reads the previous ``manifest`` (and, after a run that indexed something, the previous ``instances`` of
+the series it touched, and ``series``/``studies``) from the warehouse, lists each source (folder/glob,
+fsspec URL, ``dicomweb+http(s)://``), reads only new or changed files (batches fanned out on Dask,
+results consumed in path order), and writes ``instances`` (appended), ``duplicates``, ``quarantine``,
+``manifest``, ``series`` and ``studies`` (replaced).
+
+Where the work runs: a batch's worker reads, hashes and parses its files and also summarises them (series
+partials, manifest rows, duplicate-map records); the driver resolves duplicates with a few array
+operations per batch, merges the summaries and appends the rows. The driver's memory does not grow per
+file beyond 16 bytes per indexed instance (see :func:`run_ingest`).
 
 Settings: ``OSTEOLAKE_WAREHOUSE``, ``OSTEOLAKE_ARCHIVES``, ``OSTEOLAKE_DASK_ADDRESS``, ``OSTEOLAKE_WORKERS``,
 ``OSTEOLAKE_ISSUER``. Secret: the pseudonymisation key (``OSTEOLAKE_PSEUDONYM_KEY`` or ``_FILE``).

@@ -162,6 +162,13 @@ def _skin_partial_sat(hu: np.ndarray, labels: np.ndarray, body: np.ndarray) -> f
     return float(f.sum())
 
 
+def _hit(lab: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
+    """Boolean per label 0..n: whether the label has a pixel in ``mask`` (label 0 always False)."""
+    out = np.bincount(lab[mask], minlength=n + 1) > 0
+    out[0] = False
+    return out
+
+
 def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray, vmask: np.ndarray | None,
                       vertebra_yx: tuple[float, float] | None, spacing_yx: tuple[float, float]) -> np.ndarray:
     """The pieces of ``inner`` (muscle-window pixels inside the fascia, off the wall) that are skeletal
@@ -194,16 +201,12 @@ def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray
     comp, nc = ndi.label(sub)
     if nc == 0:
         return out
-    rows = np.arange(sub.shape[0])[:, None] + r0
-    top = np.full(nc + 1, np.inf)
-    np.minimum.at(top, comp[sub], np.broadcast_to(rows, sub.shape)[sub])
-    bottom = np.asarray(ndi.maximum(np.broadcast_to(rows, sub.shape), comp, np.arange(nc + 1)))
-    contact = np.zeros(nc + 1, dtype=bool)
-    contact[np.unique(comp[(near | wall_near) & sub])] = True
-    behind = top >= back
-    drop = ~contact & (bottom < back)
-    ambiguous = ~behind & ~drop
-    behind[0] = ambiguous[0] = False
+    objs = ndi.find_objects(comp)
+    top = np.array([r0 + o[0].start if o is not None else np.inf for o in objs])
+    bottom = np.array([r0 + o[0].stop - 1 if o is not None else -np.inf for o in objs])
+    contact = _hit(comp, (near | wall_near) & sub, nc)[1:]
+    behind = np.r_[False, top >= back]
+    ambiguous = np.r_[False, ~(top >= back) & ~(~contact & (bottom < back))]
     out[r0:] = behind[comp]
     amb = ambiguous[comp]
     if not amb.any():
@@ -212,12 +215,12 @@ def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray
     n = int(lab.max())
     if n == 0:
         return out
-    idx = np.arange(1, n + 1)
-    cy = np.asarray(ndi.mean(np.broadcast_to(rows, sub.shape), lab, idx))
-    touch = np.zeros(n + 1, dtype=bool)
-    touch[np.unique(lab[near & (lab > 0)])] = True
-    on_wall = np.zeros(n + 1, dtype=bool)
-    on_wall[np.unique(lab[wall_near & (lab > 0)])] = True
+    sizes = np.bincount(lab.ravel(), minlength=n + 1)
+    row_sum = np.bincount(lab.ravel(), weights=np.broadcast_to(np.arange(sub.shape[0])[:, None], sub.shape).ravel(),
+                          minlength=n + 1)
+    cy = r0 + row_sum[1:] / np.maximum(sizes[1:], 1)
+    touch = _hit(lab, near, n)
+    on_wall = _hit(lab, wall_near, n)
     keep = np.zeros(n + 1, dtype=bool)
     mid = 0.5 * (front + back)
     keep[1:] = (cy >= back) | (touch[1:] & (cy >= front)) | (on_wall[1:] & (cy >= mid))

@@ -1,6 +1,8 @@
 """Find the vertebral column in an axial CT volume, separate vertebral bodies from discs and label levels.
 
-Classical pipeline (no model weights), run on a ~2 mm downsampled copy of the volume:
+Classical pipeline (no model weights), run on a ~2 mm downsampled copy of the volume (filled while the
+volume is read, see :meth:`tasks.dicom.volume.Volume.block_means`), with per-slice morphology on 3-D
+blocks (:mod:`tasks.biomarkers.morphology`) rather than Python loops over slices:
 
 1. body outline per slice (air threshold), spine window: posterior-central part of the body where bone
    (> 180 HU) is present in most slices;
@@ -38,8 +40,7 @@ BONE_HU = 180.0  # cortical / dense bone threshold on the ~2 mm grid (partial vo
 RIB_HU = 180.0
 MAX_BODY_RADIUS_MM = 35.0
 SHELL_MIN_HU = 60.0  # shell minus core: well above noise on the ~2 mm grid
-_DISK3_R = 2.3  # morph.disk_rows(2.3, 2.3) is _DISK3 (5x5 without its corners)
-_DISK3 = np.array([[0, 1, 1, 1, 0], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [1, 1, 1, 1, 1], [0, 1, 1, 1, 0]], dtype=bool)
+_DISK3_R = 2.3  # morph.disk_rows(2.3, 2.3): the 5x5 square without its corners
 
 
 class SpineFlag(enum.Enum):
@@ -117,20 +118,22 @@ def downsample(volume: Volume, target_mm: float = 2.0) -> SpineGrid:
     return SpineGrid(low, fz, fy, fx, (dz * fz, dy * fy, dx * fx), body_outline(low))
 
 
-def body_outline(low: np.ndarray) -> np.ndarray:
+def body_outline(low: np.ndarray, factor: int = 4) -> np.ndarray:
     """Per-slice body mask of a ~2 mm grid: > -400 HU, the largest component, holes filled.
 
-    Computed on a 2x coarser copy (~4 mm; the outline only has to separate the body from air, the table
-    and pads) and expanded back: a plus-shaped opening cuts the table and thin pads off first.
+    Computed on a ``factor`` times coarser copy (~8 mm; the outline only has to tell the body from air,
+    the table and pads, and is used only to keep bone inside the body) and expanded back; a plus-shaped
+    opening cuts the table and thin pads off first.
     """
     oz, oy, ox = low.shape
-    coarse = block_mean(low, 1, 2, 2) if oy >= 8 and ox >= 8 else low
+    f = factor if oy >= 4 * factor and ox >= 4 * factor else 1
+    coarse = block_mean(low, 1, f, f) if f > 1 else low
     m = morph.opening(coarse > -400.0, 1.0, 1.0)
     body = morph.fill_holes(morph.largest_per_slice(m))
-    if coarse is low:
+    if f == 1:
         return body
     full = np.zeros((oz, oy, ox), dtype=bool)
-    up = np.repeat(np.repeat(body, 2, axis=1), 2, axis=2)
+    up = np.repeat(np.repeat(body, f, axis=1), f, axis=2)
     full[:, : up.shape[1], : up.shape[2]] = up
     return full
 

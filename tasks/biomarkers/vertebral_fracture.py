@@ -130,6 +130,7 @@ def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tu
     return sag, (float(dz or 1.0), float(dy))
 
 
+THICK_SLICE_MM = 3.0  # slice spacing above which the labeller's z is kept (see assess_ct)
 CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
 
 
@@ -202,8 +203,10 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     followed body by body; rotation about the spine axis is not corrected. The labeller's centres are
     only a start: each body is located again on its reformat (:func:`locate_body_ct`) and measured twice,
     the second time from the centres of the first measurement (a body that failed restarts half-way
-    between its measured neighbours, and gets a third try). With slices thicker than ~3 mm the
-    endplates are located to within about a third of the slice spacing.
+    between its measured neighbours, and gets a third try). With slices thicker than ``THICK_SLICE_MM``
+    the located centre keeps the labeller's z (marrow barely clears ``CT_BONE_HU`` there and the located
+    centre drifts by 5-13 mm); the endplates are then located to within about a third of the slice
+    spacing, and many bodies still get no grade (``endplates_not_found``).
     """
     if not vertebrae:
         return []
@@ -220,6 +223,10 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         img, spacing = images[v.level]
         found = locate_body_ct(img, spacing, c)
         if found is not None:
+            if volume.spacing_mm[0] > THICK_SLICE_MM:
+                # thick slices: marrow barely clears the bone threshold and the located centre drifts
+                # along the spine; keep the labeller's z and take only the depth position and size
+                found = ((c[0], found[0][1]), found[1])
             c, half_depths[v.level] = found
             located.add(v.level)
         centres.append((v.level, c[0], c[1]))

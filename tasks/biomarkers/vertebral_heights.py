@@ -33,6 +33,7 @@ MIN_EDGE_CONTRAST = 0.25  # endplate peak above disc, relative to peak above bod
 # from the centre of a blurred cortical layer to its outer surface.
 CORTEX_HALF_MM = 0.5
 PROJECTION_WALL_LEVEL = 0.3
+WALL_BAND_MM = (3.0, 6.0)  # rows above / below the centre where the walls are found first
 
 
 @dataclass(frozen=True)
@@ -202,52 +203,77 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     pix = min(spacing)
     wall_min = 5.0 * sigma / math.sqrt(max(1.0, 6.0 / spacing[0]))
     plate_min = 5.0 * sigma / math.sqrt(max(1.0, 2.0 * column_half_mm / pix))
-    # 1. walls, on bands 3-6 mm above and below the centre (pooled; with ``inner_walls`` each band apart
-    # and the inner-most wall counts: on a radiograph the pedicles overlap the upper posterior wall).
-    bands = [[n0 + sign * r for r in range(int(3 / STEP_MM), int(6 / STEP_MM) + 1)] for sign in (-1, 1)]
-    rows = [[b for b in band if 0 <= b < patch.shape[0]] for band in bands]
-    if not inner_walls:
-        rows = [rows[0] + rows[1]]
-    ants, posts = [], []
-    wl, lv = (0.0, PROJECTION_WALL_LEVEL) if projection else (hl, 0.5)
-    for rr in rows:
-        row = ndi.uniform_filter1d(patch[rr].mean(axis=0), size=3)
-        a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, wl, wall_min, lv)
-        b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, wl, wall_min,
-                         lv)
-        if a is not None:
-            ants.append(a)
-        if b is not None:
-            posts.append(b)
-    ant = max(ants) if ants else None
-    post = min(posts) if posts else None
-    if ant is None or post is None or post - ant < 8 / STEP_MM:
-        return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
-    depth = (post - ant) * STEP_MM
-    c_mid = 0.5 * (ant + post)
-    # 2. endplates on column profiles.
-    u = np.linspace(-U_RANGE, u_max, N_POINTS)
-    top = np.full(N_POINTS, np.nan)
-    bot = np.full(N_POINTS, np.nan)
     up_stop = min(n0 + int(g.up_mm / STEP_MM), patch.shape[0] - 1) + 1
     down_stop = max(n0 - int(g.down_mm / STEP_MM), 0) - 1
     w = max(1, int(round(column_half_mm / STEP_MM)))
-    for q, uq in enumerate(u):
-        c = int(round(c_mid + uq * (post - ant) / 2))
-        col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
-        e_up = outward_edge(col, n0, up_stop, hl, plate_min)
-        e_dn = outward_edge(col, n0, down_stop, hl, plate_min)
-        if e_up is not None:
-            top[q] = (e_up - n0) * STEP_MM
-        if e_dn is not None:
-            bot[q] = (e_dn - n0) * STEP_MM
-    ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
-    n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
-    if ct is None or cb is None:
-        return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, ["endplates_not_found"])
+    wl, lv = (0.0, PROJECTION_WALL_LEVEL) if projection else (hl, 0.5)
+
+    def attempt(bands_mm: tuple[tuple[float, float], tuple[float, float]]) -> HeightMeasurement | tuple[
+            float, float, NDArray[np.float64], NDArray[np.float64], int]:
+        """Walls on the two row bands (mm from the centre, cranial +), then the endplates between them."""
+        # 1. walls (pooled over the bands; with ``inner_walls`` each band apart and the inner-most wall
+        # counts: on a radiograph the pedicles overlap the upper posterior wall)
+        rows = [[r for r in range(n0 + int(round(lo / STEP_MM)), n0 + int(round(hi / STEP_MM)) + 1)
+                 if 0 <= r < patch.shape[0]] for lo, hi in bands_mm]
+        if not inner_walls:
+            rows = [rows[0] + rows[1]]
+        ants, posts = [], []
+        for rr in rows:
+            if not rr:
+                continue
+            row = ndi.uniform_filter1d(patch[rr].mean(axis=0), size=3)
+            a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, wl, wall_min, lv)
+            b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, wl,
+                             wall_min, lv)
+            if a is not None:
+                ants.append(a)
+            if b is not None:
+                posts.append(b)
+        ant = max(ants) if ants else None
+        post = min(posts) if posts else None
+        if ant is None or post is None or post - ant < 8 / STEP_MM:
+            return HeightMeasurement(g.level, None, None, None, flags=["walls_not_found"])
+        depth = (post - ant) * STEP_MM
+        c_mid = 0.5 * (ant + post)
+        # 2. endplates on column profiles
+        u = np.linspace(-U_RANGE, u_max, N_POINTS)
+        top = np.full(N_POINTS, np.nan)
+        bot = np.full(N_POINTS, np.nan)
+        for q, uq in enumerate(u):
+            c = int(round(c_mid + uq * (post - ant) / 2))
+            col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
+            e_up = outward_edge(col, n0, up_stop, hl, plate_min)
+            e_dn = outward_edge(col, n0, down_stop, hl, plate_min)
+            if e_up is not None:
+                top[q] = (e_up - n0) * STEP_MM
+            if e_dn is not None:
+                bot[q] = (e_dn - n0) * STEP_MM
+        ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
+        n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
+        if ct is None or cb is None:
+            return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, ["endplates_not_found"])
+        return depth, float((c_mid - m0) * STEP_MM), ct, cb, n_ok
+
+    # walls first on bands 3-6 mm above and below the centre (clear of the basivertebral foramen at
+    # mid-height and of the endplates of a normal body)
+    res = attempt(((WALL_BAND_MM[0], WALL_BAND_MM[1]), (-WALL_BAND_MM[1], -WALL_BAND_MM[0])))
+    if not isinstance(res, HeightMeasurement):
+        # a body lower at its centre than 20 mm (a biconcave or crush fracture, a small body): those bands lie
+        # in its endplates or in the disc filling their depression, where the body is narrower; measure
+        # again with the bands at 25-50% of the measured half height, above and below the measured centre
+        t0, b0 = float(np.polyval(res[2], 0.0)), float(np.polyval(res[3], 0.0))
+        mid, half = 0.5 * (t0 + b0), 0.5 * (t0 - b0)
+        if 0.0 < half and WALL_BAND_MM[1] > 0.6 * half:
+            again = attempt(((mid + 0.25 * half, mid + 0.5 * half), (mid - 0.5 * half, mid - 0.25 * half)))
+            if not isinstance(again, HeightMeasurement):
+                res = again
+                flags.append("walls_remeasured")
+    if isinstance(res, HeightMeasurement):
+        return res
+    depth, mid_t, ct, cb, n_ok = res
     if n_ok < 0.7 * N_POINTS:
         flags.append("endplates_partly_found")
-    return _from_fit(g, ct, cb, depth, float((c_mid - m0) * STEP_MM), n_ok, flags)
+    return _from_fit(g, ct, cb, depth, mid_t, n_ok, flags)
 
 
 def _from_fit(g: BodyGuess, ct: NDArray[np.float64], cb: NDArray[np.float64], depth: float, mid_t: float,

@@ -365,8 +365,13 @@ def check_pixel_data(buf: bytes, pos: int, implicit: bool) -> None:
 class FastHeader:
     """The parsed header of one file: file meta, dataset elements and where the pixel data starts.
 
-    Use :func:`read_fast` to make one. Values are decoded on demand by :meth:`text`, :meth:`number`, ...
-    with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
+    Use :func:`read_fast` to make one. Values are decoded on demand by :meth:`strings`, :meth:`numbers`,
+    ... with pydicom 3's rules, so they equal ``pydicom.dcmread(...)``'s values.
+
+    Notes
+    -----
+    Read-only: a file read through a series layout shares ``meta`` and ``tags`` (and the static values)
+    with the layout and the next files of the series.
     """
 
     __slots__ = ("meta", "elements", "transfer_syntax", "implicit", "encoding", "pixel_pos", "tags", "wholes",
