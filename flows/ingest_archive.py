@@ -43,6 +43,8 @@ from tasks.dicom.ingest import (
     empty,
     index_batch,
     resolve_batch,
+    sop_keys,
+    spill_records,
     summarise_batch,
 )
 from tasks.dicom.manifest import ManifestDiff, iter_diff
@@ -87,10 +89,26 @@ def new_run_id() -> str:
     return "ingest-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
 
 
-def _batches(files: Iterable[SourceFile], size: int) -> Iterator[list[SourceFile]]:
+def _batches(files: Iterable[SourceFile], size: int) -> Iterator[Batch]:
     it = iter(files)
     while batch := list(islice(it, size)):
-        yield batch
+        yield Batch.of(batch)
+
+
+def _all_new(paths: Iterable[str], diff: ManifestDiff) -> Iterator[str]:
+    """Paths of a listing in order, each counted as new (a path listed twice counts once)."""
+    last = None
+    for p in paths:
+        if p != last:
+            diff.new += 1
+            last = p
+            yield p
+
+
+def _path_batches(paths: Iterable[str], size: int) -> Iterator[Batch]:
+    it = iter(paths)
+    while batch := list(islice(it, size)):
+        yield Batch(batch)
 
 
 class Batch:
@@ -99,59 +117,56 @@ class Batch:
 
     __slots__ = ("mtimes", "paths", "sizes")
 
-    def __init__(self, files: list[SourceFile]) -> None:
-        self.paths = [f.path for f in files]
-        self.sizes = [f.size for f in files]
-        self.mtimes = [f.mtime for f in files]
+    def __init__(self, paths: list[str], sizes: list[int | None] | None = None,
+                 mtimes: list[float | None] | None = None) -> None:
+        self.paths = paths
+        self.sizes = sizes if sizes is not None else [None] * len(paths)
+        self.mtimes = mtimes if mtimes is not None else [None] * len(paths)
+
+    @classmethod
+    def of(cls, files: list[SourceFile]) -> Batch:
+        return cls([f.path for f in files], [f.size for f in files], [f.mtime for f in files])
+
+    def __len__(self) -> int:
+        return len(self.paths)
 
     def files(self) -> list[SourceFile]:
         return [SourceFile(p, s, m) for p, s, m in zip(self.paths, self.sizes, self.mtimes, strict=True)]
 
 
 def _index_batch(source: DicomSource, batch: Batch, kw: dict[str, Any]) -> BatchResult:
-    """One batch where it runs: parse, then the series partials (so the driver only merges them).
-
-    The listing is not sent back (the driver has it): the result carries no ``listed``.
-    """
-    files = batch.files()
+    """One batch where it runs: parse, then summarise (series partials, manifest rows, duplicate-map
+    records) so that the driver only merges. The listing is not sent back (the driver has it)."""
     # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
-    result = summarise_batch(index_batch(source, files, **kw))
+    result = summarise_batch(index_batch(source, batch.files(), **kw))
     result.listed = []
     return result
 
 
 def _results(
-    source: DicomSource, batches: Iterator[list[SourceFile]], kw: dict[str, Any], dask_address: str | None,
-    workers: int,
-) -> Iterator[BatchResult]:
-    """Batch results in submission order; at most ``2 * workers`` batches in flight (bounded memory).
+    source: DicomSource, batches: Iterator[Batch], kw: dict[str, Any], dask_address: str | None, workers: int,
+) -> Iterator[tuple[Batch, BatchResult]]:
+    """(batch, result) in submission order; at most ``2 * workers`` batches in flight (bounded memory).
 
     Batches are taken from ``batches`` lazily, so a streamed listing overlaps with the parsing.
     """
     if not dask_address:
         for b in batches:
-            res = _index_batch(source, Batch(b), kw)
-            res.listed = b
-            yield res
+            yield b, _index_batch(source, b, kw)
         return
     from distributed import Client
 
     with Client(dask_address, direct_to_workers=True) as client:
         n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        pending: deque[tuple[list[SourceFile], Any]] = deque()
-
-        def take() -> BatchResult:
-            b, fut = pending.popleft()
-            res: BatchResult = fut.result()
-            res.listed = b
-            return res
-
+        pending: deque[tuple[Batch, Any]] = deque()
         for b in batches:
-            pending.append((b, client.submit(_index_batch, source, Batch(b), kw, pure=False)))
+            pending.append((b, client.submit(_index_batch, source, b, kw, pure=False)))
             if len(pending) >= 2 * n:
-                yield take()
+                b0, fut = pending.popleft()
+                yield b0, fut.result()
         while pending:
-            yield take()
+            b0, fut = pending.popleft()
+            yield b0, fut.result()
 
 
 def _without_paths(table: pa.Table, paths: set[str]) -> pa.Table:
@@ -259,33 +274,30 @@ def run_ingest(
     with KnownInstances() as known:
         if prev_manifest.num_rows:
             indexed = prev_manifest.filter(pc.equal(prev_manifest.column("status"), "indexed"))
-            cols = indexed.select(["sop_instance_uid", "path", "content_hash"]).to_pydict()
-            known.update(dict(zip(cols["sop_instance_uid"], zip(cols["path"], cols["content_hash"], strict=True),
-                                  strict=True)))
+            indexed = indexed.select(["sop_instance_uid", "path", "content_hash"])
+            for start in range(0, indexed.num_rows, 65_536):  # a slice at a time as Python objects
+                cols = indexed.slice(start, 65_536).to_pydict()
+                sops = cols["sop_instance_uid"]
+                known.add(sop_keys(sops), spill_records(sops, cols["path"], cols["content_hash"]))
         for source in srcs:
             diff = ManifestDiff()
-            # A first run reads every file: no stat at listing time where the source can skip it (the
-            # size and mtime come from the open file).
-            lister = getattr(source, "list_paths", None) if not prev_manifest.num_rows else None
-            listing = iter_diff(lister() if lister else source.list_files(), prev_manifest, diff,
-                                in_order=bool(getattr(source, "lists_in_order", False)))
-            if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
-                to_read: Iterable[SourceFile] = list(listing)
-                reread |= {sf.path for sf in to_read}  # type: ignore[union-attr]
-                changed |= diff.changed_paths
-                dropped_series |= _drop_changed(builder, known, diff.changed_paths)
+            batches: Iterator[Batch]
+            if not prev_manifest.num_rows and hasattr(source, "iter_paths"):
+                # A first run reads every file: the listing is plain paths in order, no stat (the size
+                # and mtime come from the open file), no diff (every file is new).
+                batches = _path_batches(_all_new(source.iter_paths(), diff), size)
             else:
-                to_read = listing
-            queued = 0
-
-            def counted(files: Iterable[SourceFile]) -> Iterator[SourceFile]:
-                nonlocal queued
-                for sf in files:
-                    queued += 1
-                    yield sf
-
+                listing = iter_diff(source.list_files(), prev_manifest, diff,
+                                    in_order=bool(getattr(source, "lists_in_order", False)))
+                to_read: Iterable[SourceFile] = listing
+                if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
+                    to_read = list(listing)
+                    reread |= {sf.path for sf in to_read}
+                    changed |= diff.changed_paths
+                    dropped_series |= _drop_changed(builder, known, diff.changed_paths)
+                batches = _batches(to_read, size)
             done = 0
-            for i, result in enumerate(_results(source, _batches(counted(to_read), size), kw, dask_address, workers)):
+            for i, (batch, result) in enumerate(_results(source, batches, kw, dask_address, workers)):
                 res = resolve_batch(result, known, builder.run_id)
                 writer.add("instances", res.instances)
                 acc.add(*res.summaries(result))
@@ -294,13 +306,13 @@ def run_ingest(
                 writer.add("quarantine", res.quarantine)
                 writer.add("duplicates", res.duplicates)
                 reasons.update(res.quarantine.column("reason").to_pylist())
-                summary.read += len(result.listed)
+                summary.read += len(batch)
                 summary.indexed += res.instances.num_rows
                 summary.duplicates += res.duplicates.num_rows
                 summary.fast_parsed += result.fast
-                done += len(result.listed)
+                done += len(batch)
                 if progress:
-                    progress(done, queued)
+                    progress(done, diff.new + diff.changed)  # files to read, as far as listed
                 if on_batch:
                     on_batch(i)
             summary.seen += diff.seen

@@ -116,6 +116,19 @@ def materialise(con: duckdb.DuckDBPyConnection, root: Path, decl: Table) -> None
     con.execute(f"CREATE OR REPLACE TABLE {target} AS {table_select(con, decl, paths)}")
 
 
+#: Marts over the run log only: recomputed (as tables) each time the run log is copied into the catalog.
+RUN_LOG_MODELS = ("dq_failures_recent",)
+
+
+def refresh_models(con: duckdb.DuckDBPyConnection) -> None:
+    """Recompute the :data:`RUN_LOG_MODELS` marts inside the catalog from its run-log tables."""
+    from warehouse.catalog import SQL_DIR
+
+    for name in RUN_LOG_MODELS:
+        sql = (SQL_DIR / "marts" / f"{name}.sql").read_text()
+        con.execute(f"CREATE OR REPLACE TABLE marts.{quote_ident(name)} AS {sql}")
+
+
 def refresh_catalog(root: Path, catalog: Path) -> bool:
     """Copy the run log into a new copy of ``catalog`` and rename it into place (caller holds the lock).
 
@@ -136,6 +149,7 @@ def refresh_catalog(root: Path, catalog: Path) -> bool:
                 return False
             for name in RUN_LOG_TABLES:
                 materialise(con, root, get_table(name))
+            refresh_models(con)
             con.execute("CHECKPOINT")
         finally:
             con.close()

@@ -81,7 +81,15 @@ class FolderSource:
         if _has_magic(self.spec) or not os.path.isdir(self.spec):
             yield from self.list_files()
             return
-        yield from _walk(os.path.abspath(self.spec), stat_files=False)
+        for path in _walk_paths(os.path.abspath(self.spec)):
+            yield SourceFile(path)
+
+    def iter_paths(self) -> Iterator[str]:
+        """The paths of :meth:`list_paths` as plain strings (the cheapest listing there is)."""
+        if _has_magic(self.spec) or not os.path.isdir(self.spec):
+            yield from (sf.path for sf in self.list_files())
+            return
+        yield from _walk_paths(os.path.abspath(self.spec))
 
     @property
     def lists_in_order(self) -> bool:
@@ -153,8 +161,28 @@ def _read_fd(fd: int, size: int) -> bytes:
         chunks.append(chunk)
 
 
-def _walk(root: str, stat_files: bool = True) -> Iterator[SourceFile]:
-    """Files under ``root`` in the order of their path strings, one ``stat`` each (or none).
+def _walk(root: str) -> Iterator[SourceFile]:
+    """Files under ``root`` in the order of their path strings, one ``stat`` each (see :func:`_walk_paths`)."""
+    stack = [iter(_entries(root))]
+    while stack:
+        for is_dir, e in stack[-1]:
+            if is_dir:
+                stack.append(iter(_entries(e.path)))
+                break
+            try:
+                st = e.stat()  # follows symlinks, like the reading will
+            except OSError:
+                if not e.is_symlink():  # a dangling link is no file; anything else will be quarantined
+                    yield SourceFile(e.path)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield SourceFile(e.path, st.st_size, st.st_mtime)
+        else:
+            stack.pop()
+
+
+def _walk_paths(root: str) -> Iterator[str]:
+    """Paths of the files under ``root`` in the order of their path strings, without a ``stat``.
 
     Depth first, each folder's entries sorted by name, a sub-folder's name taken as ``name + "/"``: then
     every path under it sorts exactly where the folder does among its siblings. Iterative (an explicit
@@ -166,21 +194,11 @@ def _walk(root: str, stat_files: bool = True) -> Iterator[SourceFile]:
             if is_dir:
                 stack.append(iter(_entries(e.path)))
                 break
-            if not stat_files:
-                try:
-                    if e.is_file():  # the entry's type, no system call (follows a symlink, like the reading)
-                        yield SourceFile(e.path)
-                except OSError:
-                    pass
-                continue
             try:
-                st = e.stat()  # follows symlinks, like the reading will
+                if e.is_file():  # the entry's type, no system call (follows a symlink, like the reading)
+                    yield e.path
             except OSError:
-                if not e.is_symlink():  # a dangling link is no file; anything else will be quarantined
-                    yield SourceFile(e.path)
-                continue
-            if stat.S_ISREG(st.st_mode):
-                yield SourceFile(e.path, st.st_size, st.st_mtime)
+                pass
         else:
             stack.pop()
 

@@ -116,6 +116,7 @@ def test_folder_listing_is_in_path_order_and_streams_stat_later(tmp_path: Path) 
     assert paths == sorted(paths) and len(paths) == 8 and src.lists_in_order
     bare = list(src.list_paths())
     assert [s.path for s in bare] == paths and all(s.size is None and s.mtime is None for s in bare)
+    assert list(src.iter_paths()) == paths
     got = list(src.read_files(bare + [SourceFile(str(tmp_path / "gone"))]))
     for (sf, data), path in zip(got, [*paths, str(tmp_path / "gone")], strict=True):
         if path.endswith("gone"):

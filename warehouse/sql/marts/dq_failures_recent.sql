@@ -1,5 +1,6 @@
 -- dq_failures_recent: data-quality checks that failed at least once in the last 30 recorded runs.
--- config: view
+-- A table in the catalog, recomputed whenever a run is recorded (warehouse/runlog.py: RUN_LOG_MODELS), so
+-- analysts read a few rows instead of aggregating the whole run log on every query.
 -- grain: one row per failing check (stage, table, check)
 with runs as (
     select run_id, max(recorded_at) as recorded_at
