@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from flows.frames import read_frame
 from tasks.clinical.fractures import fracture_events
 from tasks.clinical.risk_factors import risk_factor_records
 from tasks.clinical.source import OmopValidationError, omop_source, read_all
@@ -74,18 +75,12 @@ def run_cohort(builder: SnapshotBuilder, definition_path: Path | None, clinical:
     """Build ``cohort``, ``features`` and ``attrition`` from the staged record and the imaging tables."""
     if clinical.staged is None:
         return {"skipped": "no usable clinical record"}
-
-    def frame(name: str) -> pl.DataFrame:
-        df = pl.from_arrow(builder.read(name))
-        assert isinstance(df, pl.DataFrame)
-        return df
-
     imaging = ImagingInputs(
-        series=frame("series"),
-        vertebra_measurements=frame("vertebra_measurements"),
-        vertebral_fractures=frame("vertebral_fractures"),
-        body_composition=frame("body_composition"),
-        deep_risk=frame("deep_risk"),
+        series=read_frame(builder, "series"),
+        vertebra_measurements=read_frame(builder, "vertebra_measurements"),
+        vertebral_fractures=read_frame(builder, "vertebral_fractures"),
+        body_composition=read_frame(builder, "body_composition"),
+        deep_risk=read_frame(builder, "deep_risk"),
     )
     result = build_cohort(
         clinical.staged, imaging, load_definition(definition_path),

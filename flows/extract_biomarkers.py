@@ -26,6 +26,7 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 
+from flows.frames import read_frame
 from schemas import get_table
 from warehouse.lake import SnapshotBuilder
 
@@ -213,9 +214,9 @@ def run_extract(
     builder: SnapshotBuilder, sources: Sequence[str], *, dask_address: str | None, timeout_s: float
 ) -> dict[str, Any]:
     """Plan, fan out on the Dask cluster at ``dask_address`` and append the results to ``builder``."""
-    series = _frame(builder, "series")
-    instances = _frame(builder, "instances")
-    runs = _frame(builder, "extraction_runs")
+    series = read_frame(builder, "series")
+    instances = read_frame(builder, "instances")
+    runs = read_frame(builder, "extraction_runs")
     registry = extractors()
     jobs = plan(series, instances, runs, registry)
     counts: dict[str, Any] = {"planned": len(jobs)}
@@ -269,8 +270,3 @@ def _fan_out(
 
     return _extract_flow()
 
-
-def _frame(builder: SnapshotBuilder, table: str) -> pl.DataFrame:
-    df = pl.from_arrow(builder.read(table))
-    assert isinstance(df, pl.DataFrame)
-    return df

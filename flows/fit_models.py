@@ -15,6 +15,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from flows.frames import read_frame
 from tasks.models.config import ModelConfig
 from tasks.models.suite import fit_and_validate
 from warehouse.lake import SnapshotBuilder, SnapshotInfo
@@ -26,21 +27,15 @@ class ModelsStage:
     card_paths: list[str] = field(default_factory=list)
 
 
-def _frame(builder: SnapshotBuilder, table: str) -> pl.DataFrame:
-    df = pl.from_arrow(builder.read(table))
-    assert isinstance(df, pl.DataFrame)
-    return df
-
-
 def _images(builder: SnapshotBuilder) -> dict[str, np.ndarray] | None:
     """person_key -> L1-centred crop (HU) of the index series, from the ``image_crops`` table."""
     from tasks.biomarkers.crops import decode_crop
 
     try:
-        crops = _frame(builder, "image_crops")
+        crops = read_frame(builder, "image_crops")
     except KeyError:
         return None
-    cohort = _frame(builder, "cohort").select("person_key", "index_series_instance_uid")
+    cohort = read_frame(builder, "cohort").select("person_key", "index_series_instance_uid")
     joined = cohort.join(crops, left_on="index_series_instance_uid", right_on="series_instance_uid", how="inner")
     if joined.height == 0:
         return None
@@ -63,7 +58,7 @@ def _score_crops(builder: SnapshotBuilder, registry: pa.Table, artifacts: dict[s
     if deep.height == 0:
         return 0
     deep = deep.sort(pl.col("status") == "production", descending=True).unique("outcome", keep="first")
-    crops = _frame(builder, "image_crops")
+    crops = read_frame(builder, "image_crops")
     rows = []
     for model in deep.iter_rows(named=True):
         weights = artifacts.get(model["artifact_key"])
@@ -82,8 +77,8 @@ def _score_crops(builder: SnapshotBuilder, registry: pa.Table, artifacts: dict[s
 
 def run_models(builder: SnapshotBuilder, horizon_years: float, snapshot_parent: SnapshotInfo | None) -> ModelsStage:
     """Fit every model family per outcome on the cohort in ``builder``; see the module docstring."""
-    cohort = _frame(builder, "cohort")
-    features = _frame(builder, "features")
+    cohort = read_frame(builder, "cohort")
+    features = read_frame(builder, "features")
     if cohort.height == 0:
         return ModelsStage(counts={"skipped": "empty cohort"})
     config = ModelConfig(horizon_years=horizon_years,

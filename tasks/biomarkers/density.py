@@ -18,11 +18,11 @@ the 110/160 HU L1 thresholds (Pickhardt 2013) hold for 120 kVp unenhanced scans.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 import numpy as np
 
+from schemas.enums import StrValueEnum
 from tasks.biomarkers import morphology as morph
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
@@ -32,20 +32,13 @@ L1_NORMAL_HU = 160.0
 DEFAULT_SLOPE_MG_PER_HU = 0.80
 
 
-class L1Category(enum.Enum):
+class L1Category(StrValueEnum):
     """L1 trabecular attenuation category against the published thresholds (120 kVp, unenhanced)."""
 
     OSTEOPOROSIS_LIKELY = "osteoporosis_likely"
     INDETERMINATE = "indeterminate"
     NORMAL_LIKELY = "normal_likely"
 
-    @classmethod
-    def _missing_(cls, value: object) -> L1Category | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 def l1_category(hu: float) -> L1Category:

@@ -14,10 +14,11 @@ The spinal deformity index (SDI) of a series is the sum of its grades.
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+from schemas.enums import StrValueEnum
 
 LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 # Lower bounds of Genant grades 1, 2 and 3 (fraction of height lost).
@@ -28,7 +29,7 @@ PLAUSIBLE_HEIGHT_MM: tuple[float, float] = (5.0, 60.0)
 PLAUSIBLE_RATIO: tuple[float, float] = (0.2, 1.5)
 
 
-class FractureType(enum.Enum):
+class FractureType(StrValueEnum):
     """Genant morphological type; ``NONE`` for grade 0."""
 
     NONE = "none"
@@ -36,13 +37,6 @@ class FractureType(enum.Enum):
     BICONCAVE = "biconcave"
     CRUSH = "crush"
 
-    @classmethod
-    def _missing_(cls, value: object) -> FractureType | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 @dataclass(frozen=True)

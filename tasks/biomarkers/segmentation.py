@@ -8,7 +8,6 @@ whichever backend found the vertebrae.
 
 from __future__ import annotations
 
-import enum
 import importlib.util
 import os
 from pathlib import Path
@@ -17,23 +16,17 @@ from typing import Protocol
 import numpy as np
 from scipy import ndimage as ndi
 
+from schemas.enums import StrValueEnum
 from tasks.biomarkers.spine import LEVELS, SpineResult, VertebraLabel, analyse_spine
 from tasks.dicom.volume import Volume
 
 
-class Backend(enum.Enum):
+class Backend(StrValueEnum):
     """Segmentation backends; accepts the member or its string value."""
 
     CLASSICAL = "classical"
     TOTALSEGMENTATOR = "totalsegmentator"
 
-    @classmethod
-    def _missing_(cls, value: object) -> Backend | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 class SpineSegmenter(Protocol):

@@ -23,12 +23,12 @@ is canonical: k feet->head, i anterior->posterior, j right->left.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from schemas.enums import StrValueEnum
 from tasks.biomarkers import morphology as morph
 from tasks.dicom.volume import Volume, block_mean, grid_factors
 
@@ -43,7 +43,7 @@ SHELL_MIN_HU = 60.0  # shell minus core: well above noise on the ~2 mm grid
 _DISK3_R = 2.3  # morph.disk_rows(2.3, 2.3): the 5x5 square without its corners
 
 
-class SpineFlag(enum.Enum):
+class SpineFlag(StrValueEnum):
     """Reasons for doubt in the level labels; accepts the member or its string value."""
 
     NO_SPINE_FOUND = "no_spine_found"
@@ -54,13 +54,6 @@ class SpineFlag(enum.Enum):
     PARTIAL_BODY = "partial_body"
     IRREGULAR_SPACING = "irregular_vertebral_spacing"
 
-    @classmethod
-    def _missing_(cls, value: object) -> SpineFlag | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 @dataclass

@@ -11,7 +11,6 @@ spacing, localizers, duplicates) are flagged on the volume rather than raised.
 
 from __future__ import annotations
 
-import enum
 import os
 import struct
 from collections.abc import Callable, Iterable, Sequence
@@ -22,6 +21,7 @@ from typing import IO, Any
 import numpy as np
 from pydicom.errors import InvalidDicomError
 
+from schemas.enums import StrValueEnum
 from tasks.dicom.fastheader import Truncated
 from tasks.dicom.slice_reader import Payload, decode_into, parse, read_bytes
 
@@ -29,7 +29,7 @@ Opener = Callable[[str], IO[bytes]]  # the same alias as tasks.dicom.slice_reade
 """Opens a path or URL for binary reading (e.g. ``fsspec.open(...).open``); default: the local file."""
 
 
-class VolumeFlag(enum.Enum):
+class VolumeFlag(StrValueEnum):
     """Irregularities found while building a volume; accepts the member or its string value."""
 
     GANTRY_TILT = "gantry_tilt"
@@ -44,13 +44,6 @@ class VolumeFlag(enum.Enum):
     UNREADABLE_SLICES = "unreadable_slices"
     SINGLE_SLICE = "single_slice"
 
-    @classmethod
-    def _missing_(cls, value: object) -> VolumeFlag | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 _PAYLOAD_BUDGET = 2 * 1024**3  # at most this many file bytes are kept between the passes; the rest are re-read
