@@ -6,9 +6,10 @@ fsspec URL, ``dicomweb+http(s)://``), reads only new or changed files (batches f
 results consumed in path order), and writes ``instances`` (appended), ``duplicates``, ``quarantine``,
 ``manifest``, ``series`` and ``studies`` (replaced).
 
-Where the work runs: a batch's worker reads, hashes and parses its files and also summarises them (series
-partials, manifest rows, duplicate-map records); the driver resolves duplicates with a few array
-operations per batch, merges the summaries and appends the rows. The driver's memory does not grow per
+Where the work runs (:mod:`flows.ingest_batches`): a batch's worker reads, hashes and parses its files,
+summarises them (series partials, manifest rows, duplicate-map records) and, on Dask, writes the batch's
+instance rows into a data file the run staged for it; the driver resolves duplicates with a few array
+operations per batch, merges the summaries, adopts the workers' files and appends the small tables. The driver's memory does not grow per
 file beyond 16 bytes per indexed instance (see :func:`run_ingest`).
 
 Settings: ``OSTEOLAKE_WAREHOUSE``, ``OSTEOLAKE_ARCHIVES``, ``OSTEOLAKE_DASK_ADDRESS``, ``OSTEOLAKE_WORKERS``,
@@ -24,28 +25,25 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.ingest_batches import Batch, BatchRunner, all_new, file_batches, path_batches
 from schemas import get_table
 from tasks.dicom.ingest import (
     NARROW_COLUMNS,
-    BatchResult,
     KnownInstances,
     empty,
-    index_batch,
     resolve_batch,
     sop_keys,
     spill_records,
-    summarise_batch,
 )
 from tasks.dicom.manifest import ManifestDiff, iter_diff
 from tasks.dicom.series import SeriesAccumulator, aggregate_studies, study_descriptions
@@ -87,86 +85,6 @@ class IngestSummary:
 
 def new_run_id() -> str:
     return "ingest-" + datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:6]
-
-
-def _batches(files: Iterable[SourceFile], size: int) -> Iterator[Batch]:
-    it = iter(files)
-    while batch := list(islice(it, size)):
-        yield Batch.of(batch)
-
-
-def _all_new(paths: Iterable[str], diff: ManifestDiff) -> Iterator[str]:
-    """Paths of a listing in order, each counted as new (a path listed twice counts once)."""
-    last = None
-    for p in paths:
-        if p != last:
-            diff.new += 1
-            last = p
-            yield p
-
-
-def _path_batches(paths: Iterable[str], size: int) -> Iterator[Batch]:
-    it = iter(paths)
-    while batch := list(islice(it, size)):
-        yield Batch(batch)
-
-
-class Batch:
-    """Paths, sizes and mtimes of a batch: cheap to pickle, and one object that Dask does not walk
-    (a plain list of 2,000 items is searched element by element for futures when a task is submitted)."""
-
-    __slots__ = ("mtimes", "paths", "sizes")
-
-    def __init__(self, paths: list[str], sizes: list[int | None] | None = None,
-                 mtimes: list[float | None] | None = None) -> None:
-        self.paths = paths
-        self.sizes = sizes if sizes is not None else [None] * len(paths)
-        self.mtimes = mtimes if mtimes is not None else [None] * len(paths)
-
-    @classmethod
-    def of(cls, files: list[SourceFile]) -> Batch:
-        return cls([f.path for f in files], [f.size for f in files], [f.mtime for f in files])
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def files(self) -> list[SourceFile]:
-        return [SourceFile(p, s, m) for p, s, m in zip(self.paths, self.sizes, self.mtimes, strict=True)]
-
-
-def _index_batch(source: DicomSource, batch: Batch, kw: dict[str, Any]) -> BatchResult:
-    """One batch where it runs: parse, then summarise (series partials, manifest rows, duplicate-map
-    records) so that the driver only merges. The listing is not sent back (the driver has it)."""
-    # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
-    result = summarise_batch(index_batch(source, batch.files(), **kw))
-    result.listed = []
-    return result
-
-
-def _results(
-    source: DicomSource, batches: Iterator[Batch], kw: dict[str, Any], dask_address: str | None, workers: int,
-) -> Iterator[tuple[Batch, BatchResult]]:
-    """(batch, result) in submission order; at most ``2 * workers`` batches in flight (bounded memory).
-
-    Batches are taken from ``batches`` lazily, so a streamed listing overlaps with the parsing.
-    """
-    if not dask_address:
-        for b in batches:
-            yield b, _index_batch(source, b, kw)
-        return
-    from distributed import Client
-
-    with Client(dask_address, direct_to_workers=True) as client:
-        n = max(1, len(client.scheduler_info().get("workers", {})) or workers)
-        pending: deque[tuple[Batch, Any]] = deque()
-        for b in batches:
-            pending.append((b, client.submit(_index_batch, source, b, kw, pure=False)))
-            if len(pending) >= 2 * n:
-                b0, fut = pending.popleft()
-                yield b0, fut.result()
-        while pending:
-            b0, fut = pending.popleft()
-            yield b0, fut.result()
 
 
 def _without_paths(table: pa.Table, paths: set[str]) -> pa.Table:
@@ -218,6 +136,7 @@ def run_ingest(
     fast: bool = True,
     progress: Progress | None = None,
     on_batch: Callable[[int], None] | None = None,
+    stage_on_workers: bool = True,
 ) -> dict[str, Any]:
     """Index the new and changed files of ``sources`` into ``builder`` (not published).
 
@@ -243,6 +162,9 @@ def run_ingest(
         Called with (files done, files to read so far).
     on_batch
         Called with the batch number after each batch is staged (tests use it to simulate a crash).
+    stage_on_workers
+        On Dask, each worker writes its batch's instance rows into the warehouse itself (the warehouse
+        must be at the same path on the workers; a worker that cannot write there sends its rows back).
 
     Returns
     -------
@@ -271,7 +193,7 @@ def run_ingest(
     changed: set[str] = set()
     dropped_series: set[str] = set()
     kw = {"key": key, "default_issuer": issuer, "fast": fast}
-    with KnownInstances() as known:
+    with KnownInstances() as known, BatchRunner(builder, dask_address, workers, stage_on_workers) as runner:
         if prev_manifest.num_rows:
             indexed = prev_manifest.filter(pc.equal(prev_manifest.column("status"), "indexed"))
             indexed = indexed.select(["sop_instance_uid", "path", "content_hash"])
@@ -285,7 +207,7 @@ def run_ingest(
             if not prev_manifest.num_rows and hasattr(source, "iter_paths"):
                 # A first run reads every file: the listing is plain paths in order, no stat (the size
                 # and mtime come from the open file), no diff (every file is new).
-                batches = _path_batches(_all_new(source.iter_paths(), diff), size)
+                batches = path_batches(all_new(source.iter_paths(), diff), size)
             else:
                 listing = iter_diff(source.list_files(), prev_manifest, diff,
                                     in_order=bool(getattr(source, "lists_in_order", False)))
@@ -295,11 +217,12 @@ def run_ingest(
                     reread |= {sf.path for sf in to_read}
                     changed |= diff.changed_paths
                     dropped_series |= _drop_changed(builder, known, diff.changed_paths)
-                batches = _batches(to_read, size)
+                batches = file_batches(to_read, size)
             done = 0
-            for i, (batch, result) in enumerate(_results(source, batches, kw, dask_address, workers)):
+            for i, (batch, result, rel) in enumerate(runner.results(source, batches, kw)):
                 res = resolve_batch(result, known, builder.run_id)
-                writer.add("instances", res.instances)
+                if not runner.keep(result, rel, res.dropped):
+                    writer.add("instances", res.instances)
                 acc.add(*res.summaries(result))
                 # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
                 writer.add("manifest", res.manifest)
@@ -319,6 +242,7 @@ def run_ingest(
             summary.new += diff.new
             summary.changed += diff.changed
             summary.unchanged += diff.unchanged
+        runner.finish()
     summary.quarantined = dict(sorted(reasons.items()))
     writer.flush()
     if changed:  # the previous rows of re-read files are superseded by this run's

@@ -31,7 +31,7 @@ from warehouse.runlog import RUN_LOG_TABLES
 if TYPE_CHECKING:
     from warehouse.lake import Warehouse
 
-__all__ = ["SnapshotBuilder", "SnapshotInfo"]
+__all__ = ["SnapshotBuilder", "SnapshotInfo", "write_staged"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,23 @@ class SnapshotInfo:
         )
 
 
+_STAGED_SCHEMA = b"osteolake.schema"  # Parquet key-value metadata: the declaration a staged file was written for
+
+
+def write_staged(table: str, path: str | Path, arrow: pa.Table) -> int:
+    """Write ``arrow`` (conformed to ``table``'s declaration) at a path from :meth:`SnapshotBuilder.stage`.
+
+    Runs where the rows are (a Dask worker with the warehouse mounted at the same path); the write is
+    atomic (a temporary name, then a rename), so the builder never adopts half a file. Returns the rows.
+    """
+    path = Path(path)
+    decl = get_table(table)
+    conformed = decl.conform(arrow)
+    meta = dict(conformed.schema.metadata or {}) | {_STAGED_SCHEMA: schema_fingerprint(decl.arrow_schema()).encode()}
+    _write_parquet(path.parent, path.name, conformed.replace_schema_metadata(meta))
+    return conformed.num_rows
+
+
 @dataclass
 class _TableOps:
     replaced: bool = False
@@ -110,6 +127,7 @@ class SnapshotBuilder:
         self._ops: dict[str, _TableOps] = {}
         self._put: set[str] = set()       # put_file paths (relative to WH) this run references
         self._dropped: set[str] = set()   # put_file paths this run removes from the next snapshot
+        self._staged: set[str] = set()    # stage() paths not yet adopted or discarded
         self._lease = retention.Lease(warehouse.root, run_id)
         self._published: SnapshotInfo | None = None
         self._aborted = False
@@ -141,6 +159,68 @@ class SnapshotBuilder:
         """Add rows to ``table`` (conformed to its declaration first)."""
         _, files = self._write(table, arrow)
         self._ops.setdefault(table, _TableOps()).files.extend(files)
+
+    def stage(self, table: str) -> tuple[str, Path]:
+        """Reserve a new data file of ``table`` that another process (a Dask worker) will write.
+
+        The path is named in this run's lease before anything is written, so neither a concurrent publish
+        nor the clean-up of an abandoned run deletes it while it is being written. The writer calls
+        :func:`write_staged`; this run then calls :meth:`adopt` (the file joins the table's appended files)
+        or :meth:`discard`. A staged file neither adopted nor discarded is deleted as garbage once the run
+        publishes or aborts.
+
+        Returns
+        -------
+        (str, Path)
+            The path relative to the warehouse (for :meth:`adopt`) and the absolute path to write.
+        """
+        self._check_open()
+        if table in RUN_LOG_TABLES:
+            raise ValueError(f"table {table!r} is the run log; write it with Warehouse.record_run")
+        get_table(table)  # a KeyError names an undeclared table
+        rel = f"data/{table}/{uuid.uuid4().hex}.parquet"
+        self._lease.add(rel)
+        self._staged.add(rel)
+        path = self.warehouse.root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return rel, path
+
+    def adopt(self, table: str, rel: str) -> int:
+        """Append the staged file ``rel`` (written by :func:`write_staged`) to ``table``; returns its rows.
+
+        Raises
+        ------
+        FileNotFoundError
+            The file was not written.
+        ValueError
+            ``rel`` was not staged by this run, or its schema is not ``table``'s declaration.
+        """
+        self._check_open()
+        if rel not in self._staged or not rel.startswith(f"data/{table}/"):
+            raise ValueError(f"adopt {table!r}: {rel!r} was not staged by run {self.run_id} for this table")
+        path = self.warehouse.root / rel
+        fp = schema_fingerprint(get_table(table).arrow_schema())
+        found = (pq.read_schema(path).metadata or {}).get(_STAGED_SCHEMA, b"none").decode()
+        if found != fp:
+            raise ValueError(f"adopt {table!r}: {path} does not match the table's declaration "
+                             f"(schema {found}, declared {fp}); write it with write_staged")
+        rows = pq.read_metadata(path).num_rows
+        self._staged.discard(rel)
+        if rows:
+            self._ops.setdefault(table, _TableOps()).files.append(
+                {"path": rel, "rows": rows, "schema": fp, "run_id": self.run_id})
+        else:
+            path.unlink()
+            self._ops.setdefault(table, _TableOps())
+        return rows
+
+    def discard(self, rel: str) -> None:
+        """Delete a staged file this run will not adopt (it stays in the lease: deleting is idempotent)."""
+        self._check_open()
+        if rel not in self._staged:
+            raise ValueError(f"discard: {rel!r} was not staged by run {self.run_id}")
+        self._staged.discard(rel)
+        (self.warehouse.root / rel).unlink(missing_ok=True)
 
     def replace(self, table: str, arrow: pa.Table) -> None:
         """Replace all rows of ``table`` (an empty Arrow table empties it)."""

@@ -26,6 +26,10 @@ from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
 NARROW_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", *SERIES_INPUT_COLUMNS)
+#: Columns the driver needs of a batch whose instance rows a worker wrote itself (duplicate resolution,
+#: series and study summaries): :func:`narrow_for_driver`.
+DRIVER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
+    (*NARROW_COLUMNS, "content_hash", "study_instance_uid", "study_description")))
 
 
 _SERIES_SET = frozenset(SERIES_COLUMNS)
@@ -73,6 +77,15 @@ class BatchResult:
     manifest: pa.Table | None = None
     keys: np.ndarray | None = None
     records: tuple[bytes, np.ndarray] | None = None
+    staged: bool = False
+
+
+def narrow_for_driver(result: BatchResult) -> BatchResult:
+    """Mark a batch whose instance rows were written where it ran and keep only :data:`DRIVER_COLUMNS`
+    of ``parsed`` (the DICOM JSON, most of the bytes, does not travel back to the driver)."""
+    result.parsed = result.parsed.select(list(DRIVER_COLUMNS))
+    result.staged = True
+    return result
 
 
 def summarise_batch(result: BatchResult) -> BatchResult:

@@ -128,6 +128,27 @@ def test_two_dask_workers_give_the_same_tables(tmp_path: Path) -> None:
     out = ingest_archive_core(str(arch), dask, KEY, batch_size=3, workers=2)
     assert out["indexed"] >= 16
     assert _tables(dask) == _tables(local)
+    # the workers wrote the instance files (one per batch; the batch that lost its duplicate row was
+    # rewritten): every data file on disk is one the snapshot lists, nothing staged is left behind
+    listed = {f["path"] for f in dask.manifest(dask.current_id())["tables"]["instances"]["files"]}
+    on_disk = {p.relative_to(dask.root).as_posix() for p in (dask.root / "data" / "instances").iterdir()}
+    assert on_disk == listed and len(listed) >= 5
+
+
+def test_worker_that_cannot_write_sends_its_rows_back(tmp_path: Path) -> None:
+    from flows.ingest_batches import Batch, index_one
+    from tasks.dicom.sources import FolderSource
+
+    arch = _archive(tmp_path)
+    paths = sorted(str(p) for p in (arch / "p1" / "ct").iterdir())[:4]
+    kw = {"key": KEY, "default_issuer": None, "fast": True}
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("")
+    res = index_one(FolderSource(str(arch)), Batch(paths), kw, str(blocked / "x.parquet"))
+    assert not res.staged and "dicom_json" in res.parsed.column_names and res.parsed.num_rows == 4
+    ok = index_one(FolderSource(str(arch)), Batch(paths), kw, str(tmp_path / "x.parquet"))
+    assert ok.staged and "dicom_json" not in ok.parsed.column_names
+    assert pq.read_table(tmp_path / "x.parquet").equals(res.parsed.cast(pq.read_schema(tmp_path / "x.parquet")))
 
 
 def test_cli_and_flow_function(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
