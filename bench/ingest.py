@@ -165,7 +165,8 @@ def _warm_page_cache(*folders: Path) -> None:
 
 def memory(sources: list[Path]) -> tuple[float, float]:
     """Peak RSS (MB) of a fresh process that ingests ``sources`` in-process: after the ingest (this
-    package's work) and after the warehouse's publish (which also rebuilds the DuckDB catalog).
+    package's work) and after the warehouse's publish (which compacts the instance files, forced at both
+    sizes with ``compact_at=2``, and rebuilds the DuckDB catalog).
 
     The peak is ``VmHWM`` of ``/proc/self/status``: ``ru_maxrss`` keeps the parent's RSS at ``fork``
     across ``exec`` on Linux, so after the other parts of this bench it reported the bench's own size.
@@ -177,7 +178,7 @@ def memory(sources: list[Path]) -> tuple[float, float]:
         "from warehouse.lake import Warehouse\n"
         "peak = lambda: int(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1]) / 1024\n"
         "with tempfile.TemporaryDirectory() as wh:\n"
-        "    b = Warehouse(wh).begin('bench')\n"
+        "    b = Warehouse(wh, compact_at=2).begin('bench')\n"
         f"    r = run_ingest(b, {srcs!r}, {KEY!r})\n"
         "    p1 = peak()\n"
         "    b.publish({})\n"

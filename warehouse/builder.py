@@ -371,7 +371,7 @@ class SnapshotBuilder:
         except KeyError:
             return files  # no longer declared: kept as it is
         wh = self.warehouse
-        out = compaction.compact_files(wh.root, name, files, run_id=self.run_id, write=self._write_rel,
+        out = compaction.compact_files(wh.root, name, files, run_id=self.run_id, lease=self._lease.add,
                                        compact_at=wh.compact_at, target_rows=wh.target_rows)
         return files if out is None else out
 

@@ -13,6 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from flows.ingest_archive import ingest_archive, ingest_archive_core
+from schemas import get_table
 from tests.tasks.dicom.conftest import KEY, RAW_PATIENT, damaged_copies, real_files, write_series
 from warehouse.lake import Warehouse
 
@@ -133,6 +134,24 @@ def test_two_dask_workers_give_the_same_tables(tmp_path: Path) -> None:
     listed = {f["path"] for f in dask.manifest(dask.current_id())["tables"]["instances"]["files"]}
     on_disk = {p.relative_to(dask.root).as_posix() for p in (dask.root / "data" / "instances").iterdir()}
     assert on_disk == listed and len(listed) >= 5
+
+
+def test_compaction_of_worker_files_keeps_every_row(tmp_path: Path) -> None:
+    arch = _archive(tmp_path)
+    local = Warehouse(tmp_path / "local")
+    ingest_archive_core(str(arch), local, KEY)
+    wh = Warehouse(tmp_path / "wh", compact_at=2)  # the publish merges the workers' small files
+    ingest_archive_core(str(arch), wh, KEY, batch_size=3, workers=2)
+    entries = wh.manifest(wh.current_id())["tables"]["instances"]["files"]
+    assert entries and all(e.get("compacted_from", 0) >= 3 and e["partition"].startswith("study_year=")
+                           for e in entries)
+    assert _tables(wh) == _tables(local)
+    for e in entries:  # each compacted row group sorted by the key, with the declared schema
+        f = pq.ParquetFile(wh.root / e["path"])
+        assert f.schema_arrow.remove_metadata().equals(get_table("instances").arrow_schema())
+        for i in range(f.num_row_groups):
+            sops = f.read_row_group(i).column("sop_instance_uid").to_pylist()
+            assert sops == sorted(sops)
 
 
 def test_worker_that_cannot_write_sends_its_rows_back(tmp_path: Path) -> None:
