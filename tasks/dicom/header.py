@@ -9,7 +9,6 @@ decode an element differently (tested on every corpus). Files that cannot be ind
 
 from __future__ import annotations
 
-import enum
 import io
 import logging
 import re
@@ -23,6 +22,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.uid import AllTransferSyntaxes
 
+from schemas.enums import StrValueEnum
 from tasks.dicom import dicom_json
 from tasks.dicom.fastheader import FastHeader, FastPathUnsupported, Truncated, check_pixel_data, read_fast
 from tasks.privacy import age_years, person_key
@@ -31,7 +31,7 @@ _LOG = logging.getLogger("pydicom")
 KNOWN_SYNTAXES = frozenset(str(u) for u in AllTransferSyntaxes)
 
 
-class QuarantineReason(enum.Enum):
+class QuarantineReason(StrValueEnum):
     """Why a file was not indexed; accepts the member or its string value."""
 
     NOT_DICOM = "not_dicom"
@@ -40,14 +40,6 @@ class QuarantineReason(enum.Enum):
     UNSUPPORTED_SYNTAX = "unsupported_syntax"
     UNREADABLE = "unreadable"
     PARSE_ERROR = "parse_error"
-
-    @classmethod
-    def _missing_(cls, value: object) -> QuarantineReason | None:
-        if isinstance(value, str):
-            for m in cls:
-                if m.value == value.lower():
-                    return m
-        return None
 
 
 class HeaderError(Exception):
