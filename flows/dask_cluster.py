@@ -5,13 +5,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+#: Settings of the LocalCluster this module starts: no statistical profiler in the workers (it samples
+#: every worker's stack 100 times a second) and a calmer event-loop watchdog. A site's own cluster keeps
+#: its configuration.
+LOCAL_CONFIG = {
+    "distributed.worker.profile.enabled": False,
+    "distributed.admin.tick.interval": "200ms",
+    "distributed.admin.system-monitor.interval": "1s",
+}
+
 
 @contextmanager
 def dask_cluster(address: str | None, workers: int) -> Iterator[str]:
     """Yield a scheduler address.
 
     With ``address`` the existing cluster is used as it is (it is not closed afterwards); without it a
-    ``LocalCluster`` of ``workers`` single-threaded worker processes is started and closed on exit.
+    ``LocalCluster`` of ``workers`` single-threaded worker processes (with :data:`LOCAL_CONFIG`) is started
+    and closed on exit.
     """
     if address:
         yield address
@@ -22,9 +32,12 @@ def dask_cluster(address: str | None, workers: int) -> Iterator[str]:
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
 
-    cluster = LocalCluster(
-        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
-    )
+    import dask
+
+    with dask.config.set(LOCAL_CONFIG):  # the worker processes are given the config they start with
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
+        )
     try:
         yield cluster.scheduler_address
     finally:
