@@ -1,7 +1,8 @@
 """Speed of ``extract_ct_series`` against simply reading the series' pixel data with pydicom.
 
 A 512x512x~120 axial series (synthetic, 2.5 mm, T10-S1) is written to a temporary folder; the baseline
-is ``pydicom.dcmread(f).pixel_array`` over every file, measured in the same run (best of 5 for all).
+is ``pydicom.dcmread(f).pixel_array`` over every file, measured in the same run (best of 7 for all, the
+measurements interleaved round by round so that load from other processes affects them alike).
 Three extractions are timed: everything ``extract_ct_series`` does by default (density, body composition,
 vertebral heights and Genant grades from ``assess_ct``, trabecular texture, QC figure), the CT biomarkers
 without the fracture assessment, and the core biomarkers alone (no fracture, texture or QC); plus the
@@ -46,25 +47,31 @@ def baseline(paths: list[Path]) -> float:
     return time.perf_counter() - t0
 
 
-def _best(fn: Callable[[], object], n: int = 5) -> float:
-    times = []
+def _interleaved(fns: dict[str, Callable[[], object]], n: int = 7) -> dict[str, float]:
+    """Best wall time of each function over ``n`` rounds; every round runs each function once, in turn,
+    so that a burst of load from other processes on a shared machine hits all of them alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(n):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = write_series(folder)
-        base = min(baseline(paths) for _ in range(5))
         res = extract_ct_series(folder)
-        ext = _best(lambda: extract_ct_series(folder))
-        no_frac = _best(lambda: extract_ct_series(folder, with_fracture=False))
-        core = _best(lambda: extract_ct_series(folder, with_fracture=False, with_texture=False, with_qc=False))
-        load = _best(lambda: load_best_ct_volume(folder))
+        t = _interleaved({
+            "baseline": lambda: baseline(paths),
+            "load": lambda: load_best_ct_volume(folder),
+            "core": lambda: extract_ct_series(folder, with_fracture=False, with_texture=False, with_qc=False),
+            "no_frac": lambda: extract_ct_series(folder, with_fracture=False),
+            "full": lambda: extract_ct_series(folder),
+        })
+        base, load, core, no_frac, ext = t["baseline"], t["load"], t["core"], t["no_frac"], t["full"]
         shape = res.volume.shape if res.volume else None
         print(f"series {shape}, levels {[v.level for v in res.vertebrae]}")
         print(f"  baseline (pydicom pixel_array) {base:.3f} s; load {load:.3f} s; core {core:.3f} s; "

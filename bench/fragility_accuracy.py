@@ -13,7 +13,9 @@ Two sources of truth:
 Prints the targets (Genant exact agreement, sensitivity/specificity for grade >= 2, heights within 1.5 mm
 or 7%, hip geometry within 3%, texture AUC) with their counts: a true grade >= 2 fracture at a level that
 got no grade is a false negative (``pos_missing``), and ungraded levels are counted apart (``missing``) and the time of the measurement relative to the labeller's, and
-ends with one line ``fragility_accuracy: key=value ...``.
+ends with one line ``fragility_accuracy: key=value ...``. CT is measured on thin (2.5 mm) and thick (5 mm)
+phantoms of the same patients (``--seed``), and again on held-out population seeds (``--ct-heldout-seeds``,
+``ct_ho_*`` / ``ct5_ho_*``) that were not used to tune the measurement.
 
     .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
 """
@@ -282,18 +284,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archive", type=Path, default=None, help="synthetic hospital folder (osteolake synth)")
     ap.add_argument("--dx-seeds", type=int, nargs="+", default=[7, 11, 23, 31, 43],
                     help="population seeds of the fracture-enriched radiograph sample (sensitivity)")
+    ap.add_argument("--ct-heldout-seeds", type=int, nargs="*", default=[23, 31],
+                    help="population seeds of the held-out CT phantoms (thin and thick; none: skipped)")
+    ap.add_argument("--ct-heldout-per-seed", type=int, default=8,
+                    help="fractured patients per held-out CT seed")
     args = ap.parse_args(argv)
     pop = make_population(40 * args.patients, args.seed)
     frac = [p for p in pop if p.fractures][: args.patients]
     anyone = pop[: max(2 * args.patients, 10)]
     ct, ratio = bench_ct(frac, 2.5, 0.78)
-    ct5, _ = bench_ct(frac[: max(3, args.patients // 2)], 5.0, 1.5)
+    ct5, _ = bench_ct(frac, 5.0, 1.5)
+    held = fracture_enriched(tuple(args.ct_heldout_seeds), args.ct_heldout_per_seed) if args.ct_heldout_seeds else []
+    ct_ho = bench_ct(held, 2.5, 0.78)[0] if held else None
+    ct5_ho = bench_ct(held, 5.0, 1.5)[0] if held else None
     dx = bench_dx(frac, 1.0)
     dx_enriched = bench_dx(fracture_enriched(tuple(args.dx_seeds), 10), 1.0)
     hip = bench_hip(anyone)
     tex = bench_texture(anyone)
-    print(f"CT 2.5 mm / 0.78 mm: {ct}")
-    print(f"CT 5 mm / 1.5 mm:    {ct5}")
+    print(f"CT 2.5 mm / 0.78 mm (seed {args.seed}, {len(frac)} fractured patients): {ct}")
+    print(f"CT 5 mm / 1.5 mm    (seed {args.seed}, {len(frac)} fractured patients): {ct5}")
+    if held:
+        print(f"CT 2.5 mm held out (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct_ho}")
+        print(f"CT 5 mm held out   (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct5_ho}")
     print(f"DX 1.0 mm:           {dx}")
     print(f"DX enriched (seeds {args.dx_seeds} x 10 fractured patients): {dx_enriched}")
     print(f"hip (DXA 0.5 mm):    {hip}")
@@ -304,7 +316,10 @@ def main(argv: list[str] | None = None) -> int:
         for k, v in arch.items():
             print(f"archive {k}: {v}")
     fields: dict[str, float] = {}
-    for name, sc in (("ct", ct), ("ct5", ct5), ("dx", dx), ("dxe", dx_enriched)):
+    scores = [("ct", ct), ("ct5", ct5), ("dx", dx), ("dxe", dx_enriched)]
+    if ct_ho is not None and ct5_ho is not None:
+        scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho)]
+    for name, sc in scores:
         for m in ("exact", "sens", "spec", "heights", "tp", "n_pos", "pos_missing", "missing", "n"):
             fields[f"{name}_{m}"] = sc[m]
     fields.update({"hip_within3pct": hip["within3pct"], "tbs_auc": tex["auc"], "assess_vs_label_time": ratio})

@@ -10,8 +10,8 @@ under ``--cache``. Every ratio is measured in this run against a baseline measur
 - ``ratio_per_core``: CPU seconds of ``pydicom.dcmread(path, stop_before_pixels=True)`` over a sample of
   files divided by CPU seconds of ``tasks.dicom.ingest.index_batch`` over the same files (read, hash,
   header parse, promoted columns, DICOM JSON, Arrow);
-- ``scaling_1_to_2``: wall time of a whole ingest of the ``--files`` archive with a 1-worker LocalCluster
-  divided by that with 2 workers (processes, one thread each; workers warmed up, runs alternated, best of
+- ``scaling_1_to_2``: wall time of a whole ingest of both archives (``--files`` and ``--big``; the
+  ``--files`` one alone with ``--scaling-small``) with a 1-worker LocalCluster divided by that with 2 workers (processes, one thread each; workers warmed up, runs alternated, best of
   ``--repeat``), with the driver's share of the CPU time;
 - ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a fresh process that ingests ``--files`` / ``--big``
   files (in-process batches, not yet published); ``*_publish``: the same after the warehouse's publish.
@@ -117,7 +117,7 @@ def _warm_worker(paths: list[str]) -> bool:
     return True
 
 
-def scaling(arch: Path, repeat: int) -> dict[str, float]:
+def scaling(archives: list[Path], repeat: int) -> dict[str, float]:
     """Wall time of a whole ingest on 1 and on 2 workers, runs alternated, the best of ``repeat`` each.
 
     Each run gets a fresh LocalCluster whose workers have imported and run the ingest code once (a
@@ -129,7 +129,8 @@ def scaling(arch: Path, repeat: int) -> dict[str, float]:
     from flows.ingest_archive import run_ingest
     from warehouse.lake import Warehouse
 
-    sample = [str(p) for p in sorted(arch.rglob("*"))[:200] if p.is_file()][:40]
+    sample = [str(p) for p in sorted(archives[0].rglob("*"))[:200] if p.is_file()][:40]
+    srcs = [str(a) for a in archives]
     out: dict[str, float] = {}
     best = {1: float("inf"), 2: float("inf")}
     for rep in range(repeat):
@@ -140,7 +141,7 @@ def scaling(arch: Path, repeat: int) -> dict[str, float]:
                 w0 = sum(client.run(time.process_time).values())
                 b = Warehouse(wh).begin(f"bench-{workers}")
                 t, c = time.perf_counter(), time.process_time()
-                res = run_ingest(b, str(arch), KEY, dask_address=address, workers=workers)
+                res = run_ingest(b, srcs, KEY, dask_address=address, workers=workers)
                 wall, driver = time.perf_counter() - t, time.process_time() - c
                 work = sum(client.run(time.process_time).values()) - w0
             print(f"  run {rep + 1}, {workers} worker(s): {wall:.2f} s wall, driver {driver:.2f} s CPU, workers "
@@ -150,6 +151,7 @@ def scaling(arch: Path, repeat: int) -> dict[str, float]:
                 out[f"wall_s_{workers}w"] = wall
                 out[f"fps_{workers}w"] = res["read"] / wall
                 out[f"driver_cpu_share_{workers}w"] = driver / (driver + work)
+    out["files_scaling"] = res["read"]
     out["scaling_1_to_2"] = out["wall_s_1w"] / out["wall_s_2w"]
     return out
 
@@ -199,6 +201,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench")
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--repeat", type=int, default=2, help="runs of each worker count (best taken)")
+    ap.add_argument("--scaling-small", action="store_true",
+                    help="measure 1 -> 2 workers on the --files archive only (default: both archives)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: core,scaling,memory")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -215,7 +219,7 @@ def main() -> None:
         print(f"per core: pydicom loop {result['baseline_fps']:.0f} files/s, fast path {result['fast_fps']:.0f} "
               f"files/s -> {result['ratio_per_core']:.2f}x", flush=True)
     if "scaling" not in skip:
-        result |= scaling(a, args.repeat)
+        result |= scaling([a] if b is None or args.scaling_small else [a, b], args.repeat)
         print(f"dask: 1 worker {result['fps_1w']:.0f} files/s, 2 workers {result['fps_2w']:.0f} files/s -> "
               f"{result['scaling_1_to_2']:.2f}x", flush=True)
     if "memory" not in skip:

@@ -18,10 +18,14 @@ Anatomical compartments on the slice through the level's centre:
   the fascia, less enhancing organs (a local mean > 40 HU above the wall muscle's own median: kidney,
   liver, spleen after iodine), are split into compact pieces by a distance-transform watershed (touching
   bowel loops, kidney and liver separate from the muscle they press on); a piece is muscle when its centre
-  lies behind the posterior edge of the vertebral body (paraspinals, posterior wall), when it lies against
-  the vertebral body behind the body's front (psoas), or against the wall behind the body's centre
-  (quadratus lumborum, posterolateral wall). Bowel, kidney and liver lie in front of those lines or beside
-  the column without touching the body;
+  lies behind the posterior edge of the vertebral body (paraspinals, posterior wall), or when it lies
+  against the vertebral body with its centre behind the body's front quarter (psoas; a bowel loop against
+  the front or the anterolateral corner of the body has its centre further forward). A piece against the
+  wall with its centre behind the body's centre (quadratus lumborum, posterolateral wall) counts behind
+  that centre line, and any other piece counts behind the posterior edge of the body: only muscle lies
+  there, and a kidney merged with the quadratus lumborum it touches (no fat plane, no HU contrast
+  without iodine) is then neither counted nor dropped whole. Bowel, kidney and liver lie in front of
+  those lines or beside the column without touching the body;
 - intermuscular fat (IMAT): adipose holes (< 150 mm2) enclosed by muscle;
 - visceral fat (VAT): the remaining adipose inside the fascia region.
 
@@ -43,7 +47,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
 from tasks.biomarkers import morphology as morph
@@ -56,6 +59,8 @@ BONE_HU = 200.0
 IMAT_MAX_MM2 = 150.0
 ENHANCED_HU = 40.0  # above the wall muscle's median: an enhancing organ, not muscle (local-mean noise SD < 10)
 SPLIT_MM = 1.0  # watershed markers: distance-transform maxima at least this much above their saddle
+PSOAS_FRONT = 0.25  # a piece against the body is psoas when its centre is behind the body's front quarter
+_DIST_STEPS = 64  # distances quantised to 1/64 mm for the marker reconstruction
 
 
 @dataclass
@@ -111,7 +116,12 @@ def _spine_bone(bone: np.ndarray, vmask: np.ndarray | None, vertebra_yx: tuple[f
             seeds[np.unique(near)] = True
     seeds[0] = False
     if seeds.any():
-        out = morph.fill_holes(morph.closing(seeds[lab], 2.0 / dy, 2.0 / dx))
+        # On the seeds' box grown by twice the closing radius and a background ring (same result as on
+        # the whole image: the closing reaches one radius out, the ring keeps outer background connected).
+        sel = seeds[lab]
+        box = morph.bounding_box(sel, 2 * int(np.ceil(2.0 / min(dy, dx))) + 2)
+        if box is not None:
+            out[box] = morph.fill_holes(morph.closing(sel[box], 2.0 / dy, 2.0 / dx))
     if vmask is not None:
         out |= vmask
     return out
@@ -131,9 +141,12 @@ def _split(inner: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[np.ndarr
     # h-maxima by reconstruction (regional maxima of dist - h reconstructed under dist), on a ~1.5 mm
     # subsample: the markers only need to find the compact pieces, the watershed runs at full resolution.
     f = max(1, int(round(1.5 / max(min(spacing_yx), 1e-6))))
-    d = dist[::f, ::f]
-    rec = reconstruction(np.maximum(d - SPLIT_MM, 0.0), d, method="dilation")
-    peaks = np.repeat(np.repeat((d - rec) >= SPLIT_MM - 1e-6, f, axis=0), f, axis=1)[: m.shape[0], : m.shape[1]]
+    # Distances in 1/64 mm as integers: the reconstruction then sorts integers (see
+    # morph.reconstruct_dilation); SPLIT_MM is a whole number of steps, so the test is exact.
+    d = np.rint(dist[::f, ::f] * _DIST_STEPS).astype(np.int64)
+    h = int(round(SPLIT_MM * _DIST_STEPS))
+    rec = morph.reconstruct_dilation(np.maximum(d - h, 0), d)
+    peaks = np.repeat(np.repeat((d - rec) >= h, f, axis=0), f, axis=1)[: m.shape[0], : m.shape[1]]
     markers, n = ndi.label(peaks & m)
     if n == 0:
         markers, n = ndi.label(m)
@@ -171,9 +184,10 @@ def _hit(lab: np.ndarray, mask: np.ndarray, n: int) -> np.ndarray:
 
 def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray, vmask: np.ndarray | None,
                       vertebra_yx: tuple[float, float] | None, spacing_yx: tuple[float, float]) -> np.ndarray:
-    """The pieces of ``inner`` (muscle-window pixels inside the fascia, off the wall) that are skeletal
-    muscle: behind the back of the vertebral body, or against the body (psoas) or the wall (quadratus
-    lumborum, posterolateral wall) behind its front (see the module docstring)."""
+    """The parts of ``inner`` (muscle-window pixels inside the fascia, off the wall) that are skeletal
+    muscle: pieces behind the back of the vertebral body or against the body (psoas) whole, pieces against
+    the wall (quadratus lumborum, posterolateral wall) behind the body's centre, anything else behind the
+    back of the body (see the module docstring)."""
     dy, dx = spacing_yx
     out = np.zeros(inner.shape, dtype=bool)
     if vertebra_yx is None or not inner.any():
@@ -221,10 +235,17 @@ def _posterior_muscle(inner: np.ndarray, wall: np.ndarray, bone_fill: np.ndarray
     cy = r0 + row_sum[1:] / np.maximum(sizes[1:], 1)
     touch = _hit(lab, near, n)
     on_wall = _hit(lab, wall_near, n)
-    keep = np.zeros(n + 1, dtype=bool)
     mid = 0.5 * (front + back)
-    keep[1:] = (cy >= back) | (touch[1:] & (cy >= front)) | (on_wall[1:] & (cy >= mid))
-    out[r0:] |= keep[lab]
+    whole = np.zeros(n + 1, dtype=bool)  # muscle wherever it lies
+    whole[1:] = (cy >= back) | (touch[1:] & (cy >= front + PSOAS_FRONT * (back - front)))
+    posterior = np.zeros(n + 1, dtype=bool)  # muscle behind the body's centre (quadratus lumborum)
+    posterior[1:] = on_wall[1:] & (cy >= mid) & ~whole[1:]
+    rest = ~(whole | posterior)  # muscle behind the back of the body only
+    rest[0] = False
+    out[r0:] |= whole[lab]
+    km, kb = max(r0, int(np.ceil(mid))), max(r0, int(np.ceil(back)))
+    out[km:] |= posterior[lab[km - r0 :]]
+    out[kb:] |= rest[lab[kb - r0 :]]
     return out
 
 
@@ -256,9 +277,12 @@ def _segment(
     dy, dx = spacing_yx
     px_area = dy * dx
     out_full = np.zeros(hu_full.shape, dtype=np.uint8)
-    body_full = morph.largest(hu_full > -500.0)
-    if not body_full.any():
+    above = hu_full > -500.0
+    tbox = morph.bounding_box(above)
+    if tbox is None:
         return out_full, 0.0
+    body_full = np.zeros(hu_full.shape, dtype=bool)
+    body_full[tbox] = morph.largest(above[tbox])
     rows = np.nonzero(body_full.any(axis=1))[0]
     cols = np.nonzero(body_full.any(axis=0))[0]
     r0, c0 = max(0, rows[0] - 2), max(0, cols[0] - 2)
@@ -286,7 +310,11 @@ def _segment(
     out[fat & ~fascia] = 4
     if not fascia.any():
         return out_full, _skin_partial_sat(hu, out, body)
-    dist = ndi.distance_transform_edt(fascia, sampling=(dy, dx))
+    # On the fascia's box with a one-pixel background ring: every nearest background pixel lies inside it.
+    dist = np.zeros(fascia.shape, dtype=np.float64)
+    fbox = morph.bounding_box(fascia, 1)
+    if fbox is not None:
+        dist[fbox] = ndi.distance_transform_edt(fascia[fbox], sampling=(dy, dx))
     wall = muscle & (dist <= _wall_mm(fascia, dist, muscle) + 0.5)
     inner = muscle & fascia & ~wall
     if wall.sum() > 50:
@@ -296,7 +324,10 @@ def _segment(
         # The mean is over ~3.5 mm (at least 3x3 pixels); pixels whose window reaches bone are left alone,
         # their mean is raised by the bone itself.
         size = max(3, 2 * int(round(1.75 / dx)) + 1)
-        enhanced = ndi.uniform_filter(hu, size=size) > ref + ENHANCED_HU
+        enhanced = np.zeros(hu.shape, dtype=bool)
+        ibox = morph.bounding_box(inner, size // 2)  # the window of every inner pixel (reflection as before)
+        if ibox is not None:
+            enhanced[ibox] = ndi.uniform_filter(hu[ibox], size=size) > ref + ENHANCED_HU
         reach = size // 2 + 1.0
         inner &= ~(enhanced & ~morph.dilate(bone, reach, reach))
     smm = wall | _posterior_muscle(inner, wall, bone_fill, vmask, vertebra_yx, (dy, dx))

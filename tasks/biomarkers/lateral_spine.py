@@ -16,7 +16,8 @@ and columns anterior -> posterior. Sizes are in mm from the pixel spacing, so th
    is not (sacrum outside the image, unclear anatomy) the lowest body is still called L5 but every level
    carries the flag ``levels_uncertain`` and the series a low ``level_confidence``.
 
-Each body is then measured by :func:`tasks.biomarkers.vertebral_heights.measure_body` and the series
+Each body is then measured by :func:`tasks.biomarkers.vertebral_heights.measure_body` (walls, body
+centre), its endplates are measured again for a projection (:func:`remeasure_endplates`) and the series is
 graded by :mod:`tasks.biomarkers.genant`.
 """
 
@@ -29,7 +30,17 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from tasks.biomarkers.genant import LEVELS
-from tasks.biomarkers.vertebral_fracture import VertebraAssessment, assess_heights, guesses_from_centres
+from tasks.biomarkers.vertebral_fracture import VertebraAssessment, grade_measurements, guesses_from_centres
+from tasks.biomarkers.vertebral_heights import (
+    CORTEX_HALF_MM,
+    N_POINTS,
+    STEP_MM,
+    U_RANGE,
+    BodyGuess,
+    HeightMeasurement,
+    measure_body,
+    sample_patch,
+)
 
 BODY_MM = (8.0, 45.0)  # vertebral body heights a chain may contain (grade-3 crush to a large L3)
 DISC_MM = (2.0, 25.0)  # disc spaces between consecutive bodies (a biconcave endplate deepens one)
@@ -196,12 +207,28 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         level = 0.5 * (inside(a0, b0) + inside(a, b)) - 0.5 * cs
         return float(np.mean(seg >= level))
 
+    def holds_body(b0: int, a: int) -> bool:
+        """Whether the gap between endplates ``b0`` and ``a`` reads disc - body - disc: darker than its
+        bright part (upper quartile - cs / 2) somewhere in its first and in its last third.
+
+        A gap that is bright without a disc at both ends is no unseen body: it is the rim of a biconcave
+        body above its depressed endplate, or the raised part of a wedge's tilted endplate, next to the
+        disc. (The bright part, not the neighbours' bone, is the reference: low in the image the pelvis
+        adds to every row, so a disc there can be brighter than a body higher up.)
+        """
+        seg = prof[b0 + g + 1 : a - g]
+        if len(seg) < 3:
+            return False
+        level, third = float(np.percentile(seg, 75)) - 0.5 * cs, max(1, len(seg) // 3)
+        return float(seg[:third].min()) < level and float(seg[-third:].min()) < level
+
     # dynamic programming over (top, bottom) endplate pairs, bodies ordered head -> feet
     pairs = [(a, b) for i, a in enumerate(peaks) for b in peaks[i + 1 :]
              if BODY_MM[0] <= (b - a) * px <= BODY_MM[1]]
     # best[(a, b)] = (score of the best chain ending with body (a, b), previous body, whether an unseen
     # body lies between the previous one and this one)
     best: dict[tuple[int, int], tuple[float, tuple[int, int] | None, bool]] = {}
+
     for a, b in sorted(pairs, key=lambda ab: ab[0]):
         sc = body_score(a, b)
         prev = None
@@ -212,7 +239,8 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             if gap < DISC_MM[0]:
                 continue
             bright = gap_brightness(a0, b0, a, b)
-            if bright >= 0.3 and _one_missing(gap, max(b - a, b0 - a0) * px):
+            if (bright >= 0.3 and _one_missing(gap, max(b - a, b0 - a0) * px)
+                    and holds_body(b0, a)):
                 cand, sk = v0 + sc - 0.8, True  # a body between them was not seen (e.g. tilted endplates)
             elif gap <= DISC_MM[1]:
                 # a disc; one too narrow to hold a body may still look bright in the band's median (the
@@ -223,23 +251,32 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             if cand > val:
                 val, prev, skipped = cand, (a0, b0), sk
         best[(a, b)] = (val, prev, skipped)
-    # the sacrum: an endplate below the last body's disc with bone beyond it and no further disc
-    bone_level = {k: inside(*k) for k in best}
-
-    def sacrum_after(b: int) -> int | None:
+    # the sacrum: an endplate below the last body's disc with bone beyond it and no further disc; or below
+    # one unseen body (an L5 whose tilted endplates, e.g. of a wedge fracture, give no narrow peak in the
+    # band's median): then the gap holds exactly one body (``_one_missing``, ``holds_body``)
+    def sacrum_after(k: tuple[int, int]) -> tuple[int, bool] | None:
+        a, b = k
+        disc = outside_below(b)
+        if not np.isfinite(disc):
+            return None
+        far = int(round(SACRUM_BONE_MM / px))
         for s in peaks:
-            if not DISC_MM[0] <= (s - b) * px <= DISC_MM[1]:
+            gap = (s - b) * px
+            skipped = gap > DISC_MM[1] or not DISC_MM[0] <= gap
+            if skipped and not (_one_missing(gap, (b - a) * px) and bright_after(a, b, s) and holds_body(b, s)):
                 continue
-            far = int(round(SACRUM_BONE_MM / px))
             seg = prof[s + g : min(s + g + far, n)]
-            disc = outside_below(b)
-            if len(seg) < 0.8 * far or not np.isfinite(disc) or np.mean(seg > disc + 0.5 * cs) < 0.6:
+            if len(seg) < 0.8 * far or np.mean(seg > disc + 0.5 * cs) < 0.6:
                 continue
             # a lumbar body's top would be followed by its bottom endplate and a darker disc; the sacrum
             # has bone beyond its endplate and no disc below it
             if not starts_body(s):
-                return s
+                return s, skipped
         return None
+
+    def bright_after(a: int, b: int, s: int) -> bool:
+        seg = prof[b + g + 1 : s - g]
+        return len(seg) > 0 and float(np.mean(seg >= inside(a, b) - 0.5 * cs)) >= 0.3
 
     def starts_body(s: int) -> bool:
         for b in peaks:
@@ -253,8 +290,8 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         return False
 
     def total(k: tuple[int, int]) -> float:
-        v = best[k][0]
-        return v + (1.5 if sacrum_after(k[1]) is not None else 0.0)
+        sac = sacrum_after(k)
+        return best[k][0] + (0.0 if sac is None else 0.7 if sac[1] else 1.5)
 
     if not best or max(total(k) for k in best) <= 0:
         out.flags.append("no_spine_found")
@@ -266,12 +303,12 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         chain.append(cur)
         cur = best[cur][1]
     chain.reverse()
-    sac = sacrum_after(end[1])
-    _ = bone_level
-    if sac is None:
+    sac_found = sacrum_after(end)
+    if sac_found is None:
         out.flags += ["sacrum_not_found", "levels_uncertain"]
         out.level_confidence = 0.3
     else:
+        sac, l5_unseen = sac_found
         out.sacrum_row_mm = sac * px
         out.level_confidence = 0.9 if len(chain) >= 4 else 0.6
         if len(chain) < 4:
@@ -284,6 +321,9 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             gap = a - b0
             rows.append((b0 + 0.2 * gap, a - 0.2 * gap, True))
         rows.append((float(a), float(b), False))
+    if sac_found is not None and l5_unseen:  # the unseen L5 above the sacrum
+        gap = sac - end[1]
+        rows.append((end[1] + 0.2 * gap, sac - 0.2 * gap, True))
     names = list(reversed(LEVELS))
     rows = list(reversed(rows))[: len(names)]
     walls = [_walls(im, px, a_r, b_r, mid) for a_r, b_r, _ in rows]
@@ -318,6 +358,134 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
     return out
 
 
+def _endplate_edge(p: NDArray[np.float64], half_layer: float, min_contrast: float) -> float:
+    """Outer surface (fractional index) of the endplate cortex on profile ``p`` walking outward from the
+    body centre (index 0), or NaN.
+
+    The cortex is the first local maximum reaching 70% of the profile's rise; its surface is the centroid
+    of its excess over the inside (the body before it) and over the disc right beyond it, plus
+    ``half_layer``. On a projection the floor must be that of the disc: further out the ray may cross lung
+    or bowel gas, which is darker than the disc and would pull the centroid out into the disc (the floor
+    is the darkest point within ``MIN_DISC_MM`` beyond the peak). A plateau without a cortex line gives
+    the half-maximum crossing between the peak and that floor.
+    """
+    n = len(p)
+    if n < 4:
+        return float("nan")
+    rise = float(p.max() - p[0])
+    level = p[0] + 0.7 * rise if rise > 0 else float(p.max())
+    hit = np.nonzero((p[:-1] >= level) & (p[:-1] >= p[1:]))[0]
+    k = int(hit[0]) if len(hit) else n - 1
+    reach = k + int(round(MIN_DISC_MM / STEP_MM)) + 1
+    peak, floor = float(p[k]), float(p[k:reach].min())
+    if peak - floor < max(0.25 * max(peak - min(floor, float(p[0])), 1e-9), min_contrast):
+        return float("nan")
+    inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
+    if peak - inner >= 0.3 * (peak - floor):
+        lo = k
+        while lo > 0 and p[lo - 1] > inner + 0.1 * (peak - inner):
+            lo -= 1
+        hi = k
+        while hi < min(reach, n) - 1 and p[hi + 1] > floor + 0.1 * (peak - floor):
+            hi += 1
+        jj = np.arange(lo, hi + 1)
+        base = np.where(jj < k, inner, np.where(jj > k, floor, 0.5 * (inner + floor)))
+        w = np.clip(p[lo : hi + 1] - base, 0.0, None)
+        if hi + 1 < n and w.sum() > 0:
+            return float(np.sum(w * jj) / w.sum()) + half_layer
+    half = floor + 0.5 * (peak - floor)
+    for j in range(k, min(reach, n) - 1):
+        if p[j] >= half > p[j + 1]:
+            return j + float((p[j] - half) / (p[j] - p[j + 1]))
+    return float("nan")
+
+
+def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Quadratic z(u) (``np.polyfit`` order) with residuals beyond 3 MAD (at least 1 mm) dropped."""
+    ok = np.isfinite(z)
+    uu, zz = u[ok], z[ok]
+    if len(uu) < 5:
+        return None
+    for _ in range(3):
+        coef = np.polyfit(uu, zz, 2)
+        res = zz - np.polyval(coef, uu)
+        mad = float(np.median(np.abs(res - np.median(res)))) * 1.4826
+        keep = np.abs(res) <= max(3.0 * mad, 1.0)
+        if keep.all() or keep.sum() < 5:
+            break
+        uu, zz = uu[keep], zz[keep]
+    return np.asarray(np.polyfit(uu, zz, 2), dtype=np.float64)
+
+
+def remeasure_endplates(image: NDArray[np.float64], pixel_mm: float, g: BodyGuess, m: HeightMeasurement,
+                        noise_sd: float, column_half_mm: float = 1.5, u_max: float = 0.6,
+                        ) -> HeightMeasurement:
+    """Heights of a body of a lateral radiograph from its endplates, measured again on the walls and centre
+    that :func:`tasks.biomarkers.vertebral_heights.measure_body` found.
+
+    Parameters
+    ----------
+    image
+        The radiograph (brighter = more attenuating).
+    pixel_mm
+        Pixel size (mm).
+    g
+        The frame the body was measured in (its axis, posterior direction and search reach).
+    m
+        The first measurement; returned unchanged when it has no centre or depth (nothing to measure on)
+        or when the endplates are not found again.
+    noise_sd
+        Pixel noise SD of ``image``.
+    column_half_mm, u_max
+        Half width of the column profiles and their most posterior position (fraction of the half depth).
+
+    Returns
+    -------
+    HeightMeasurement
+        Ha, Hm, Hp at u = -1, 0, +1 of quadratic fits to the endplate surfaces, each found with the disc
+        right beyond it as the floor (:func:`_endplate_edge`).
+    """
+    if m.centre_mm is None or m.depth_mm is None or m.anterior_mm is None:
+        return m
+    shift = (m.centre_mm[0] - g.centre[0]) * g.axis[0] + (m.centre_mm[1] - g.centre[1]) * g.axis[1]
+    up, down = g.up_mm - shift, g.down_mm + shift
+    if up <= 2.0 or down <= 2.0:
+        return m
+    half_len = max(up, down) + 2.0
+    half_w = 0.5 * m.depth_mm + 4.0
+    frame = BodyGuess(g.level, m.centre_mm, g.axis, g.posterior, up, down, 0.5 * m.depth_mm)
+    patch = sample_patch(image, (pixel_mm, pixel_mm), frame, half_len, half_w)
+    n0, m0 = int(round(half_len / STEP_MM)), int(round(half_w / STEP_MM))
+    w = max(1, int(round(column_half_mm / STEP_MM)))
+    hl = CORTEX_HALF_MM / STEP_MM
+    plate_min = 5.0 * noise_sd / np.sqrt(max(1.0, 2.0 * column_half_mm / pixel_mm))
+    u = np.linspace(-U_RANGE, u_max, N_POINTS)
+    top, bot = np.full(N_POINTS, np.nan), np.full(N_POINTS, np.nan)
+    up_stop, down_stop = min(n0 + int(up / STEP_MM), patch.shape[0] - 1), max(n0 - int(down / STEP_MM), 0)
+    for q, uq in enumerate(u):
+        c = int(round(m0 + uq * 0.5 * m.depth_mm / STEP_MM))
+        col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
+        top[q] = _endplate_edge(col[n0 : up_stop + 1], hl, plate_min) * STEP_MM
+        bot[q] = -_endplate_edge(col[down_stop : n0 + 1][::-1], hl, plate_min) * STEP_MM
+    ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
+    if ct is None or cb is None:
+        return m
+    h = np.polyval(ct, [-1.0, 0.0, 1.0]) - np.polyval(cb, [-1.0, 0.0, 1.0])
+    if np.any(h <= 2.0):
+        return m
+    n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
+    flags = [f for f in m.flags if f != "endplates_partly_found"]
+    if n_ok < 0.7 * N_POINTS:
+        flags.append("endplates_partly_found")
+    return HeightMeasurement(m.level, float(h[0]), float(h[1]), float(h[2]), m.depth_mm, m.centre_mm, n_ok, flags)
+
+
+def _noise_sd(image: NDArray[np.float64]) -> float:
+    """Pixel noise SD: robust SD of the differences between neighbouring columns over sqrt(2)."""
+    d = np.diff(image, axis=1).ravel()
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)) if d.size else 0.0
+
+
 def assess_lateral_spine(img: NDArray[np.floating], pixel_mm: float,
                          ) -> tuple[list[VertebraAssessment], list[str], float]:
     """Find, measure and grade the bodies of a lateral spine image (rows head->feet, columns A->P).
@@ -328,10 +496,14 @@ def assess_lateral_spine(img: NDArray[np.floating], pixel_mm: float,
     spine = find_bodies_lateral(img, pixel_mm)
     if not spine.centres:
         return [], spine.flags, 0.0
-    guesses = guesses_from_centres(spine.centres, spine.half_depth_mm, posterior_sign=1.0)
+    guesses = [g for g in guesses_from_centres(spine.centres, spine.half_depth_mm, posterior_sign=1.0)
+               if g.level in LEVELS]
     im = np.asarray(img, dtype=np.float64)
-    res = assess_heights(im, (pixel_mm, pixel_mm), guesses, column_half_mm=1.5, u_max=0.6, inner_walls=True,
-                         projection=True)
+    sd = _noise_sd(im)
+    ms = [remeasure_endplates(im, pixel_mm, g, measure_body(im, (pixel_mm, pixel_mm), g, 1.5, 0.6, True, True), sd)
+          for g in guesses]
+    res = [VertebraAssessment.from_result(gr, None, m.flags) for m, gr in zip(ms, grade_measurements(ms),
+                                                                               strict=True)]
     for r, (_, row_mm, _) in zip(res, spine.centres, strict=True):
         r.body_center_mm = row_mm
         if "levels_uncertain" in spine.flags:

@@ -53,10 +53,18 @@ def qc_png(
     ax = _window(volume.hu[k]).copy()
     rgb = np.stack([ax, ax, ax], axis=-1)
     if body_labels is not None and body_labels.shape == (ny, nx):
-        for lab, col in _COLOURS.items():
-            m = body_labels == lab
-            edge = m & ~np.pad(m, 1)[2:, 1:-1] | m & ~np.pad(m, 1)[:-2, 1:-1]
-            rgb[edge] = col
+        # Outlines (a pixel of the label whose row neighbour above or below is not), drawn inside the
+        # labels' box with a one-pixel margin: nothing outside it can be an edge.
+        rows = np.nonzero(body_labels.any(axis=1))[0]
+        cols = np.nonzero(body_labels.any(axis=0))[0]
+        if len(rows):
+            r0, r1 = max(0, rows[0] - 1), min(ny, rows[-1] + 2)
+            c0, c1 = cols[0], cols[-1] + 1
+            sub_lab, sub_rgb = body_labels[r0:r1, c0:c1], rgb[r0:r1, c0:c1]
+            for lab, col in _COLOURS.items():
+                m = sub_lab == lab
+                edge = m & ~np.pad(m, 1)[2:, 1:-1] | m & ~np.pad(m, 1)[:-2, 1:-1]
+                sub_rgb[edge] = col
     if l1 is not None and l1_roi is not None:
         k0, _, i0, i1, j0, j1 = l1.bbox
         kk = k - k0

@@ -7,7 +7,8 @@ lags (steep variogram, high index); a degraded texture of sparse, noisy structur
 variogram, low index). The index is on its own scale (0-2), not the calibrated TBS of the commercial
 software (which maps to ~1.0-1.6); the ranking of microarchitecture is what it is meant for.
 
-GLCM features: grey-level co-occurrence matrix (``skimage.feature.graycomatrix``) of a masked region,
+GLCM features: grey-level co-occurrence matrix (as ``skimage.feature.graycomatrix``, counted for a whole stack
+at once) of a masked region,
 quantised over a fixed window so that features from different series are comparable.
 """
 
@@ -20,7 +21,6 @@ import numpy as np
 import pyarrow as pa
 from numpy.typing import NDArray
 from scipy import ndimage as ndi
-from skimage.feature import graycomatrix, graycoprops
 
 from schemas.tables.fragility import TEXTURE
 from tasks.biomarkers.spine import VertebraLabel
@@ -168,7 +168,7 @@ def glcm_features(
     Pairs with a pixel outside the mask are not counted (masked pixels get a reserved level 0 whose row
     and column are dropped before normalisation).
     """
-    img = np.asarray(image, dtype=np.float64)
+    img = np.asarray(image)
     if img.ndim == 2:
         img = img[None]
     if img.ndim != 3:
@@ -179,26 +179,86 @@ def glcm_features(
         raise ValueError(f"window must be (low, high) with high > low, got {window}")
     if levels < 2:
         raise ValueError(f"levels must be >= 2, got {levels}")
+    # Pairs with a pixel outside the mask are dropped, so the mask's bounding box holds every counted pair.
+    box = _bbox(m)
+    img, m = img[box].astype(np.float64), m[box]
     q = np.clip(((img - lo) / (hi - lo) * levels).astype(np.int64), 0, levels - 1) + 1
     q[~m] = 0
     angles = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
-    total = np.zeros((levels, levels, len(distances), len(angles)), dtype=np.float64)
-    for z in range(q.shape[0]):
-        if not m[z].any():
-            continue
-        g = graycomatrix(q[z].astype(np.uint16), distances=list(distances), angles=angles,
-                         levels=levels + 1, symmetric=True)
-        total += g[1:, 1:].astype(np.float64)
+    total = _cooccurrence(q, distances, angles, levels)
     n = int(m.sum())
     sums = total.sum(axis=(0, 1), keepdims=True)
     if n == 0 or not np.all(sums > 0):
         nan = float("nan")
         return GlcmFeatures(nan, nan, nan, nan, nan, nan, n)
     p = total / sums
-    props = {name: float(np.nanmean(graycoprops(p, name))) for name in GLCM_PROPS}
+    props = {name: float(np.nanmean(v)) for name, v in _glcm_props(p).items()}
     with np.errstate(divide="ignore", invalid="ignore"):
         ent = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=(0, 1))
     return GlcmFeatures(entropy=float(np.mean(ent)), n_pixels=n, **props)
+
+
+def _bbox(m: NDArray[np.bool_]) -> tuple[slice, ...]:
+    """Slices of the bounding box of ``m`` (empty slices when ``m`` has no True)."""
+    out = []
+    for ax in range(m.ndim):
+        idx = np.nonzero(m.any(axis=tuple(a for a in range(m.ndim) if a != ax)))[0]
+        out.append(slice(int(idx[0]), int(idx[-1]) + 1) if len(idx) else slice(0, 0))
+    return tuple(out)
+
+
+def _cooccurrence(q: NDArray[np.int64], distances: Sequence[int], angles: Sequence[float],
+                  levels: int) -> NDArray[np.float64]:
+    """Symmetric in-plane co-occurrence counts ``(levels, levels, n_distances, n_angles)`` of a stack of
+    grey-level images ``q`` (values 1..levels; 0 = outside the region, pairs touching it not counted),
+    pooled over slices: ``skimage.feature.graycomatrix(..., symmetric=True)[1:, 1:]`` summed over the
+    slices (same offsets: ``round(sin(angle) d)`` rows, ``round(cos(angle) d)`` columns), counted with one
+    ``bincount`` per offset for the whole stack instead of one call per slice."""
+    _, ny, nx = q.shape
+    out = np.zeros((levels, levels, len(distances), len(angles)), dtype=np.float64)
+    for a_idx, angle in enumerate(angles):
+        for d_idx, dist in enumerate(distances):
+            orow = int(np.trunc(np.sin(angle) * dist + np.copysign(0.5, np.sin(angle) * dist)))
+            ocol = int(np.trunc(np.cos(angle) * dist + np.copysign(0.5, np.cos(angle) * dist)))
+            r0, r1 = max(0, -orow), min(ny, ny - orow)
+            c0, c1 = max(0, -ocol), min(nx, nx - ocol)
+            if r1 <= r0 or c1 <= c0:
+                continue
+            a = q[:, r0:r1, c0:c1]
+            b = q[:, r0 + orow : r1 + orow, c0 + ocol : c1 + ocol]
+            keep = (a > 0) & (b > 0)
+            idx = (a[keep] - 1) * levels + (b[keep] - 1)
+            cnt = np.bincount(idx, minlength=levels * levels).reshape(levels, levels).astype(np.float64)
+            out[:, :, d_idx, a_idx] = cnt + cnt.T
+    return out
+
+
+def _glcm_props(p: NDArray[np.float64]) -> dict[str, NDArray[np.float64]]:
+    """``skimage.feature.graycoprops(p, name)`` for each of ``GLCM_PROPS`` (same formulas and order of
+    operations), with the normalisation and the index grids shared instead of redone per property."""
+    n = p.shape[0]
+    sums = np.sum(p, axis=(0, 1), keepdims=True)
+    sums[sums == 0] = 1
+    p = p / sums
+    i, j = np.ogrid[0:n, 0:n]
+    out = {
+        "contrast": np.sum(p * ((i - j) ** 2).reshape((n, n, 1, 1)), axis=(0, 1)),
+        "dissimilarity": np.sum(p * np.abs(i - j).reshape((n, n, 1, 1)), axis=(0, 1)),
+        "homogeneity": np.sum(p * (1.0 / (1.0 + (i - j) ** 2)).reshape((n, n, 1, 1)), axis=(0, 1)),
+        "energy": np.sqrt(np.sum(p**2, axis=(0, 1))),
+    }
+    ii = np.arange(n).reshape((n, 1, 1, 1))
+    jj = np.arange(n).reshape((1, n, 1, 1))
+    diff_i = ii - np.sum(ii * p, axis=(0, 1))
+    diff_j = jj - np.sum(jj * p, axis=(0, 1))
+    std_i = np.sqrt(np.sum(p * diff_i**2, axis=(0, 1)))
+    std_j = np.sqrt(np.sum(p * diff_j**2, axis=(0, 1)))
+    cov = np.sum(p * (diff_i * diff_j), axis=(0, 1))
+    corr = np.ones(cov.shape, dtype=np.float64)
+    ok = (std_i >= 1e-15) & (std_j >= 1e-15)
+    corr[ok] = cov[ok] / (std_i[ok] * std_j[ok])
+    out["correlation"] = corr
+    return {k: out[k] for k in GLCM_PROPS}
 
 
 @dataclass(frozen=True)
@@ -236,8 +296,12 @@ def ct_trabecular_texture(volume: Volume, vertebrae: Sequence[VertebraLabel],
         hi = zs.max() - int(0.2 * (zs.max() - zs.min() + 1))
         roi = np.zeros_like(mask)
         ry, rx = max(1, int(round(erode_mm / dy))), max(1, int(round(erode_mm / dx)))
-        for k in range(lo, hi + 1):
-            roi[k] = ndi.binary_erosion(mask[k], structure=np.ones((2 * ry + 1, 2 * rx + 1), bool))
+        # Per-slice erosion by the (2 ry + 1) x (2 rx + 1) rectangle, border 0 (= ndi.binary_erosion of
+        # each slice): separable, one pass along the columns and one along the rows for the whole stack.
+        if hi >= lo:
+            roi[lo : hi + 1] = ndi.binary_erosion(
+                ndi.binary_erosion(mask[lo : hi + 1], structure=np.ones((1, 1, 2 * rx + 1), bool)),
+                structure=np.ones((1, 2 * ry + 1, 1), bool))
         sub = volume.hu[k0:k1, i0:i1, j0:j1][: roi.shape[0], : roi.shape[1], : roi.shape[2]]
         roi = roi[: sub.shape[0], : sub.shape[1], : sub.shape[2]]
         if roi.sum() < 50:

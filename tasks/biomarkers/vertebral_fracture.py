@@ -2,15 +2,16 @@
 lateral radiograph), Genant grading of the series, and the ``vertebral_fractures`` rows.
 
 Heights are measured by :mod:`tasks.biomarkers.vertebral_heights`; :mod:`tasks.biomarkers.genant` checks
-their plausibility and turns them into ratios, grades and types. The CT path (:func:`assess_ct`) builds a
-sagittal reformat through each labelled body (:func:`tasks.biomarkers.spine.find_vertebrae`).
+their plausibility and turns them into ratios, grades and types. The CT path (:func:`assess_ct`) measures
+each labelled body (:func:`tasks.biomarkers.spine.find_vertebrae`) on a sagittal reformat through its centre
+column; bodies on the same column share one reformat (:func:`sagittal_reformats`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,7 @@ from tasks.biomarkers.vertebral_heights import (
     BodyGuess,
     HeightMeasurement,
     guesses_from_centres,
+    image_noise_sd,
     measure_body,
     outward_edge,
     sample_patch,
@@ -36,7 +38,7 @@ from tasks.dicom.volume import Volume
 __all__ = [
     "STEP_MM", "BodyGuess", "HeightMeasurement", "VertebraAssessment", "assess_ct", "assess_heights",
     "fracture_table", "grade_measurements", "guesses_from_centres", "locate_body_ct", "measure_body",
-    "outward_edge", "sagittal_reformat", "sample_patch",
+    "outward_edge", "sagittal_reformat", "sagittal_reformats", "sample_patch",
 ]
 
 
@@ -112,25 +114,44 @@ def sagittal_reformat(volume: Volume, column: float, slab_mm: float = 2.0) -> tu
     spacing; columns: anterior to posterior) and its (row, column) spacing in mm. The slab of
     ``slab_mm`` around the column is averaged.
     """
+    return sagittal_reformats(volume, [column], slab_mm)[0]
+
+
+def sagittal_reformats(volume: Volume, columns: Sequence[float], slab_mm: float = 2.0) -> list[
+        tuple[NDArray[np.float64], tuple[float, float]]]:
+    """:func:`sagittal_reformat` at each of ``columns``, sharing the work: columns whose slabs are the same
+    voxels get the same image object, and the resampling along z is planned once (and skipped when the
+    slices are already on a regular grid)."""
     dz, dy, dx = volume.spacing_mm
     half = max(0, int(round(slab_mm / 2 / dx)))
-    j = int(round(column))
-    j0, j1 = max(0, j - half), min(volume.shape[2], j + half + 1)
-    if j0 >= j1:
-        raise ValueError(f"series {volume.series_instance_uid}: column {column} is outside the volume")
-    sag = volume.hu[:, :, j0:j1].mean(axis=2, dtype=np.float64)
     zs = np.asarray(volume.slice_z_mm, dtype=np.float64)
+    plan: tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float64]] | None = None
     if len(zs) > 1 and dz > 0:
         grid = np.arange(zs[0], zs[-1] + dz / 2, dz)
         k = np.interp(grid, zs, np.arange(len(zs), dtype=np.float64))
-        k0 = np.floor(k).astype(int)
-        k1 = np.minimum(k0 + 1, len(zs) - 1)
-        f = (k - k0)[:, None]
-        sag = sag[k0] * (1 - f) + sag[k1] * f
-    return sag, (float(dz or 1.0), float(dy))
+        if not np.array_equal(k, np.arange(len(zs), dtype=np.float64)):  # identity on a regular grid
+            k0 = np.floor(k).astype(np.intp)
+            plan = (k0, np.minimum(k0 + 1, len(zs) - 1), (k - k0)[:, None])
+    spacing = (float(dz or 1.0), float(dy))
+    done: dict[tuple[int, int], tuple[NDArray[np.float64], tuple[float, float]]] = {}
+    out = []
+    for column in columns:
+        j = int(round(column))
+        j0, j1 = max(0, j - half), min(volume.shape[2], j + half + 1)
+        if j0 >= j1:
+            raise ValueError(f"series {volume.series_instance_uid}: column {column} is outside the volume")
+        if (j0, j1) not in done:
+            sag = volume.hu[:, :, j0:j1].mean(axis=2, dtype=np.float64)
+            if plan is not None:
+                k0, k1, f = plan
+                sag = sag[k0] * (1 - f) + sag[k1] * f
+            done[(j0, j1)] = (sag, spacing)
+        out.append(done[(j0, j1)])
+    return out
 
 
 THICK_SLICE_MM = 3.0  # slice spacing above which the labeller's z is kept (see assess_ct)
+THICK_REACH = 0.5  # thick slices: endplate searches reach this many slices beyond half-way to the neighbour
 CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
 
 
@@ -205,15 +226,27 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     the second time from the centres of the first measurement (a body that failed restarts half-way
     between its measured neighbours, and gets a third try). With slices thicker than ``THICK_SLICE_MM``
     the located centre keeps the labeller's z (marrow barely clears ``CT_BONE_HU`` there and the located
-    centre drifts by 5-13 mm); the endplates are then located to within about a third of the slice
-    spacing, and many bodies still get no grade (``endplates_not_found``).
+    centre drifts by 5-13 mm), and the endplate searches reach ``THICK_REACH`` slices beyond half-way to
+    the neighbours: linear interpolation spreads an endplate over a slice on either side, and a search that
+    stops at half-way (with the labeller's centre a few mm off) sees it rise but not fall, so the body got
+    no grade. An endplate inside one thick slice is still located only to within that slice (heights
+    within 1.5 mm or 7% for about half of the bodies at 5 mm; see ``bench/fragility_accuracy.py``).
+
+    The reformats are shared: bodies whose slabs are the same voxel columns use one image, and its noise
+    is estimated once (:func:`sagittal_reformats`).
     """
     if not vertebrae:
         return []
     z0 = float(volume.slice_z_mm[0])
     _, dy, _ = volume.spacing_mm
     by_level = {v.level: v for v in vertebrae}
-    images = {v.level: sagittal_reformat(volume, v.centre_voxel[2]) for v in vertebrae}
+    # one reformat per distinct slab (most columns share one), its noise estimated once
+    reformats = sagittal_reformats(volume, [v.centre_voxel[2] for v in vertebrae])
+    images = {v.level: r for v, r in zip(vertebrae, reformats, strict=True)}
+    noise: dict[int, float] = {}
+    for img, _ in reformats:
+        if id(img) not in noise:
+            noise[id(img)] = image_noise_sd(img)
     centres: list[tuple[str, float, float]] = []
     half_depths: dict[str, float] = {}
     located: set[str] = set()
@@ -230,13 +263,18 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
             c, half_depths[v.level] = found
             located.add(v.level)
         centres.append((v.level, c[0], c[1]))
+    # thick slices: an endplate is a bump one slice wide on each side of its slice (linear interpolation), so
+    # the searches reach THICK_REACH slices beyond half-way to the neighbour to see the bump fall into the disc
+    thick_reach = THICK_REACH * volume.spacing_mm[0] if volume.spacing_mm[0] > THICK_SLICE_MM else 0.0
     ms: dict[str, HeightMeasurement] = {}
     for step in range(3):
         ordered = sorted(centres, key=lambda c: -c[1])
         for g in guesses_from_centres(ordered, half_depths):
+            if thick_reach:
+                g = replace(g, up_mm=g.up_mm + thick_reach, down_mm=g.down_mm + thick_reach)
             if step == 0 or (g.level in LEVELS and (step == 1 or ms[g.level].centre_mm is None)):
                 img, spacing = images[g.level]
-                ms[g.level] = measure_body(img, spacing, g)
+                ms[g.level] = measure_body(img, spacing, g, noise_sd=noise[id(img)])
         # next start: the measured centre; for a body that failed, half-way between its measured neighbours
         ordered = sorted(centres, key=lambda c: -c[1])
         new = []

@@ -51,9 +51,10 @@ def test_adipose_areas_target(summary: dict[str, Any]) -> None:
 
 def test_muscle_area_target(summary: dict[str, Any]) -> None:
     """Issue 4: L3 muscle area within 5% (median), most series within 5% (kidney and bowel touching psoas
-    and quadratus lumborum split off by the distance-transform watershed)."""
-    assert summary["L3_muscle_median_rel_err"] <= 0.05
-    assert summary["L3_muscle_within5pct"] >= 0.75
+    and quadratus lumborum split off by the distance-transform watershed; bowel loops against the front of
+    the vertebral body are not psoas). On these 8 series: median 1.6%, 8/8 within 5%."""
+    assert summary["L3_muscle_median_rel_err"] <= 0.02
+    assert summary["L3_muscle_within5pct"] >= 0.875
 
 
 def test_l1_body_composition_bounds(summary: dict[str, Any]) -> None:

@@ -43,3 +43,35 @@ def test_fill_holes_and_largest_per_slice(stack: np.ndarray) -> None:
         ref.append(lab == int(np.argmax(sizes)) + 1 if n else x)
     assert np.array_equal(M.largest_per_slice(stack), np.stack(ref))
     assert np.array_equal(M.largest(stack[0]), ref[0])
+
+
+def test_reconstruct_dilation_equals_skimage() -> None:
+    """Integer reconstruction by dilation = skimage's float reconstruction (2-D and 3-D), and the
+    h-maxima built on it find the two peaks of a two-disk distance map."""
+    from skimage.morphology import reconstruction
+
+    from tasks.biomarkers.morphology import reconstruct_dilation
+
+    rng = np.random.default_rng(4)
+    for shape in ((23, 31), (5, 9, 11)):
+        mask = rng.integers(0, 200, size=shape)
+        seed = np.maximum(mask - rng.integers(0, 60, size=shape), 0)
+        ref = reconstruction(seed.astype(float), mask.astype(float), method="dilation")
+        np.testing.assert_array_equal(reconstruct_dilation(seed, mask), ref.astype(np.int64))
+    yy, xx = np.mgrid[0:40, 0:70]
+    two = ((yy - 20) ** 2 + (xx - 20) ** 2 <= 15**2) | ((yy - 20) ** 2 + (xx - 48) ** 2 <= 12**2)
+    d = np.rint(ndi.distance_transform_edt(two) * 64).astype(np.int64)
+    peaks = (d - reconstruct_dilation(np.maximum(d - 64, 0), d)) >= 64
+    assert ndi.label(peaks)[1] == 2
+    with pytest.raises(ValueError, match="shape"):
+        reconstruct_dilation(np.zeros((3, 3), int), np.zeros((3, 4), int))
+
+
+def test_bounding_box() -> None:
+    from tasks.biomarkers.morphology import bounding_box
+
+    m = np.zeros((10, 12), bool)
+    assert bounding_box(m) is None
+    m[3:5, 7] = True
+    assert bounding_box(m) == (slice(3, 5), slice(7, 8))
+    assert bounding_box(m, 4) == (slice(0, 9), slice(3, 12))

@@ -106,3 +106,58 @@ def test_relative_detail_divides_out_a_smooth_base() -> None:
     detail = relative_detail(img, 6.0)
     inner = (slice(12, -12), slice(12, -12))
     assert np.corrcoef(detail[inner].ravel(), tex[inner].ravel())[0, 1] > 0.9
+
+
+def test_glcm_counts_equal_skimage_per_slice() -> None:
+    """The stack co-occurrence counts equal skimage's graycomatrix summed over slices (same offsets,
+    masked pixels dropped), for several distances and a ragged mask."""
+    from skimage.feature import graycomatrix
+
+    from tasks.biomarkers.texture import _cooccurrence
+
+    rng = np.random.default_rng(7)
+    q = rng.integers(1, 9, size=(3, 17, 23))
+    q[rng.random(q.shape) < 0.3] = 0
+    angles = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
+    mine = _cooccurrence(q, (1, 2, 3), angles, 8)
+    ref = sum(graycomatrix(q[z].astype(np.uint16), [1, 2, 3], angles, levels=9, symmetric=True)[1:, 1:]
+              for z in range(q.shape[0]))
+    np.testing.assert_array_equal(mine, ref)
+
+
+def test_ct_texture_erosion_equals_per_slice_rectangle() -> None:
+    """ct_trabecular_texture's ROI: the body mask eroded slice by slice by the 3 mm rectangle."""
+    from tasks.biomarkers.spine import VertebraLabel
+    from tasks.biomarkers.texture import ct_trabecular_texture
+    from tasks.dicom.volume import Volume
+
+    rng = np.random.default_rng(1)
+    hu = rng.normal(200.0, 60.0, (10, 40, 40)).astype(np.float32)
+    body = np.zeros((10, 40, 40), bool)
+    yy, xx = np.mgrid[0:40, 0:40]
+    body[:, ((yy - 20) / 14.0) ** 2 + ((xx - 19) / 11.0) ** 2 <= 1] = True
+    vol = Volume(hu=hu, spacing_mm=(2.0, 0.8, 0.8), origin_mm=(0.0, 0.0, 0.0),
+                 slice_z_mm=np.arange(10) * 2.0, series_instance_uid="t")
+    v = VertebraLabel("L1", (5.0, 20.0, 19.0), (0.0, 0.0, 10.0), (0, 9), (0, 10, 0, 40, 0, 40), body_mask=body)
+    (res,) = ct_trabecular_texture(vol, [v])
+    roi = np.zeros_like(body)
+    for k in range(2, 8):  # the central 60% of the 10 slices
+        roi[k] = ndimage.binary_erosion(body[k], structure=np.ones((9, 9), bool))
+    assert res.glcm is not None and res.glcm.n_pixels == int(roi.sum())
+    assert res.mean_intensity == pytest.approx(float(hu[roi].mean()), rel=1e-6)
+
+
+def test_glcm_props_equal_skimage() -> None:
+    """The shared-normalisation GLCM properties equal skimage's graycoprops, including a flat matrix
+    (zero standard deviation: correlation 1)."""
+    from skimage.feature import graycoprops
+
+    from tasks.biomarkers.texture import GLCM_PROPS, _glcm_props
+
+    rng = np.random.default_rng(5)
+    p = rng.random((12, 12, 2, 4))
+    p[:, :, 1, 3] = 0.0
+    p[4, 4, 1, 3] = 7.0
+    mine = _glcm_props(p)
+    for name in GLCM_PROPS:
+        np.testing.assert_allclose(mine[name], graycoprops(p, name), rtol=1e-12, atol=0)

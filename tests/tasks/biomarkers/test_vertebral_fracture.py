@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pytest
 
@@ -14,12 +16,13 @@ from tasks.biomarkers.vertebral_fracture import (
     measure_body,
     outward_edge,
 )
+from tasks.biomarkers.vertebral_heights import outward_edges
 
 FINE = 0.1  # mm, drawing grid
 PIX = 1.0  # mm, image grid (each pixel the mean of 10x10 drawing cells: partial volume)
 
 
-def draw_spine(bodies: list[tuple[float, float, float, float]], depth: float = 32.0, disc: float = 8.0,
+def draw_spine(bodies: Sequence[tuple[float, float, float, float]], depth: float = 32.0, disc: float = 8.0,
                seed: int = 0) -> tuple[np.ndarray, list[tuple[str, float, float]]]:
     """Sagittal CT-like image (rows cranial-increasing, columns anterior->posterior) of stacked bodies.
 
@@ -72,6 +75,68 @@ def test_outward_edge_plateau_and_thin_layer() -> None:
     assert e == pytest.approx(39.5, abs=0.35)
     assert outward_edge(np.full(30, 5.0), 5, 30) is None  # nothing stands out
     assert outward_edge(step, 10, 12) is None  # range too short
+
+
+def _outward_edge_loop(profile: np.ndarray, start: int, stop: int, half_layer: float = 0.0,
+                       min_contrast: float = 0.0, fraction: float = 0.5) -> float | None:
+    """The sample-by-sample walk that ``outward_edge`` / ``outward_edges`` vectorise (reference)."""
+    step = 1 if stop > start else -1
+    idx = np.arange(start, stop, step)
+    if len(idx) < 4:
+        return None
+    p = np.asarray(profile, dtype=np.float64)[idx]
+    rise = p.max() - p[0]
+    level = p[0] + 0.7 * rise if rise > 0 else p.max()
+    k = 0
+    while k < len(p) - 1 and not (p[k] >= level and p[k] >= p[k + 1]):
+        k += 1
+    floor, peak = float(p[k:].min()), float(p[k])
+    if peak - floor < max(0.25 * max(peak - min(floor, p[0]), 1e-9), min_contrast):
+        return None
+    inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
+    if half_layer > 0 and peak - inner >= 0.3 * (peak - floor):
+        lo = hi = k
+        while lo > 0 and p[lo - 1] > inner + 0.1 * (peak - inner):
+            lo -= 1
+        while hi < len(p) - 1 and p[hi + 1] > floor + 0.1 * (peak - floor):
+            hi += 1
+        jj = np.arange(lo, hi + 1)
+        base = np.where(jj < k, inner, np.where(jj > k, floor, 0.5 * (inner + floor)))
+        w = np.clip(p[lo : hi + 1] - base, 0.0, None)
+        if hi + 1 < len(p) and w.sum() > 0:
+            return float(idx[0] + step * (np.sum(w * jj) / w.sum() + half_layer))
+    half = floor + fraction * (peak - floor)
+    for j in range(k, len(p) - 1):
+        if p[j] >= half > p[j + 1]:
+            return float(idx[j] + step * (p[j] - half) / (p[j] - p[j + 1]))
+    return None
+
+
+def test_outward_edges_match_the_sample_walk() -> None:
+    # noisy blurred bodies with a cortex, plateaus and flat noise, both directions, with and without a layer
+    rng = np.random.default_rng(7)
+    z = np.arange(200.0)
+    profiles = []
+    for _ in range(60):
+        top, bot = rng.uniform(120, 170), rng.uniform(20, 80)
+        p = np.where((z > bot) & (z < top), rng.uniform(20, 300), rng.uniform(0, 120))
+        p = p + np.where((np.abs(z - top) < 3) | (np.abs(z - bot) < 3), rng.uniform(0, 900), 0.0)
+        p = np.convolve(p, np.ones(int(rng.integers(1, 15))), mode="same") + rng.normal(0, rng.uniform(1, 30), 200)
+        profiles.append(p)
+    profiles.append(np.full(200, 5.0))
+    P = np.array(profiles)
+    n_found = 0
+    for start, stop in ((100, 200), (100, -1), (100, 190), (100, 10), (3, 0), (150, 154)):
+        for half_layer, min_contrast in ((0.0, 0.0), (2.0, 0.0), (2.0, 40.0)):
+            got = outward_edges(P, start, stop, half_layer, min_contrast)
+            for row, g in zip(P, got, strict=True):
+                want = _outward_edge_loop(row, start, stop, half_layer, min_contrast)
+                assert (want is None) == bool(np.isnan(g))
+                n_found += want is not None
+                if want is not None:
+                    assert g == pytest.approx(want, abs=1e-9)
+                    assert outward_edge(row, start, stop, half_layer, min_contrast) == pytest.approx(want, abs=1e-9)
+    assert n_found > 300
 
 
 @pytest.mark.parametrize(

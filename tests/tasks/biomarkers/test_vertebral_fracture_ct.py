@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bench.fragility_accuracy import Score, labels_from_truth, render_spine_ct
 from synthetic.population import make_population
-from tasks.biomarkers.vertebral_fracture import assess_ct, sagittal_reformat
+from tasks.biomarkers.vertebral_fracture import assess_ct, sagittal_reformat, sagittal_reformats
+from tasks.dicom.volume import Volume
 
 REAL = Path("/work/shared/real-dicom")
 
@@ -32,6 +34,43 @@ def test_ct_phantoms_meet_targets(fractured: list) -> None:
     assert s["exact"] >= 0.9
     assert s["sens"] >= 0.95 and s["spec"] >= 0.95 and s["n_pos"] >= 2
     assert s["heights"] >= 0.9  # heights within 1.5 mm or 7%
+
+
+def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
+    # 5 mm slices, 1.5 mm pixels, the same four patients. Issue 5's CT targets are NOT met on thick slices
+    # (a 1.2 mm endplate inside a 5 mm slice is located only to within the slice; see bench/fragility_accuracy.py
+    # for the numbers); this guards what the measurement does reach. Measured: 32 levels, 0 without a
+    # grade, exact 0.875, 3 of 4 grade >= 2 found, specificity 0.93, heights within 1.5 mm / 7% 0.625
+    # (before the endplate searches reached half a slice further: 8 levels without a grade, 1 of 4 found).
+    sc = Score()
+    for p in fractured:
+        anat, vol, truth = render_spine_ct(p, 5.0, 1.5)
+        got = {a.level: a for a in assess_ct(vol, labels_from_truth(anat, vol))}
+        for level, tr in truth.items():
+            sc.add(got.get(level), tr)
+    s = sc.summary()
+    assert s["n"] + s["missing"] >= 30 and s["missing"] <= 2
+    assert s["exact"] >= 0.8 and s["spec"] >= 0.85
+    assert s["n_pos"] >= 3 and s["tp"] >= 2
+    assert s["heights"] >= 0.5
+
+
+def test_sagittal_reformats_share_slabs_and_resample_z() -> None:
+    rng = np.random.default_rng(0)
+    zs = np.array([0.0, 2.0, 4.0, 7.0, 9.0, 11.0])  # one gap: resampled onto the median spacing (2 mm)
+    hu = rng.normal(0.0, 100.0, (len(zs), 8, 10)).astype(np.float32)
+    vol = Volume(hu=hu, spacing_mm=(2.0, 1.0, 1.0), origin_mm=(0.0, 0.0, 0.0), slice_z_mm=zs,
+                 series_instance_uid="t")
+    out = sagittal_reformats(vol, [4.2, 3.8, 6.0])
+    assert out[0][0] is out[1][0]  # the same slab (columns 3-5): one image
+    img, spacing = out[2]
+    assert spacing == (2.0, 1.0) and img.shape == (6, 8)  # z 0, 2, ..., 10
+    slab = hu[:, :, 5:8].mean(axis=2, dtype=np.float64)
+    for i in range(8):
+        np.testing.assert_allclose(img[:, i], np.interp(np.arange(0.0, 11.0, 2.0), zs, slab[:, i]), atol=1e-9)
+    np.testing.assert_array_equal(sagittal_reformat(vol, 6.0)[0], img)
+    with pytest.raises(ValueError, match="column"):
+        sagittal_reformats(vol, [40.0])
 
 
 def test_assessment_json_fields(fractured: list) -> None:
