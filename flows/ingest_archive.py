@@ -219,13 +219,15 @@ def run_ingest(
                     dropped_series |= _drop_changed(builder, known, diff.changed_paths)
                 batches = file_batches(to_read, size)
             done = 0
-            for i, (batch, result, rel) in enumerate(runner.results(source, batches, kw)):
+            for i, (batch, result, rels) in enumerate(runner.results(source, batches, kw)):
                 res = resolve_batch(result, known, builder.run_id)
-                if not runner.keep(result, rel, res.dropped):
+                written = runner.keep(result, rels, res.dropped, res.duplicates.column("path").to_pylist())
+                if "instances" not in written:
                     writer.add("instances", res.instances)
+                if "manifest" not in written:
+                    writer.add("manifest", res.manifest)
                 acc.add(*res.summaries(result))
                 # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
-                writer.add("manifest", res.manifest)
                 writer.add("quarantine", res.quarantine)
                 writer.add("duplicates", res.duplicates)
                 reasons.update(res.quarantine.column("reason").to_pylist())

@@ -3,9 +3,10 @@
 :class:`BatchRunner` takes batches of listed files and returns their parsed results in submission order
 (at most ``2 * workers`` in flight, so memory is bounded). On Dask each worker also writes its batch's
 instance rows (the DICOM JSON is most of the bytes) straight into a data file the run has staged for it
-(:meth:`warehouse.builder.SnapshotBuilder.stage`), so the driver neither receives nor encodes them and
-its share of the CPU stays small: that is what lets a second worker nearly double the throughput. The
-rare batch with duplicate instances to leave out is rewritten by a worker too (:meth:`BatchRunner.rewrite`).
+(:meth:`warehouse.builder.SnapshotBuilder.stage`), and its manifest rows into another, so the driver
+neither receives nor encodes them and its share of the CPU stays small: that is what lets a second worker
+nearly double the throughput. The rare batch with duplicate instances is rewritten by a worker too
+(:func:`rewrite_staged`).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.dicom.ingest import BatchResult, index_batch, narrow_for_driver, summarise_batch
+from tasks.dicom.ingest import BatchResult, index_batch, narrow_for_driver, summarise_batch, with_run_id
 from tasks.dicom.manifest import ManifestDiff
 from tasks.dicom.sources import DicomSource, SourceFile
 from warehouse.builder import write_staged
@@ -27,7 +29,10 @@ from warehouse.builder import write_staged
 if TYPE_CHECKING:
     from warehouse.lake import SnapshotBuilder
 
-__all__ = ["Batch", "BatchRunner", "file_batches", "path_batches", "all_new"]
+__all__ = ["Batch", "BatchRunner", "file_batches", "path_batches", "all_new", "STAGED_TABLES"]
+
+#: Tables whose batch files Dask workers write themselves (the bulk of what an ingest writes).
+STAGED_TABLES = ("instances", "manifest")
 
 
 class Batch:
@@ -77,32 +82,47 @@ def path_batches(paths: Iterable[str], size: int) -> Iterator[Batch]:
         yield Batch(batch)
 
 
-def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage_path: str | None = None) -> BatchResult:
+def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage: dict[str, str] | None = None,
+              run_id: str | None = None) -> BatchResult:
     """One batch where it runs: parse, then summarise (series partials, manifest rows, duplicate-map
     records) so that the driver only merges. The listing is not sent back (the driver has it).
 
-    With ``stage_path`` (a path from :meth:`SnapshotBuilder.stage`) the batch's instance rows are written
-    there as Parquet and only the columns the driver needs travel back; if the worker cannot write there
-    (the warehouse is not mounted on the worker) the whole rows travel back as without it.
+    With ``stage`` (table -> a path from :meth:`SnapshotBuilder.stage`, for ``instances`` and
+    ``manifest``) the batch's instance rows and its manifest rows (stamped ``run_id``) are written there as
+    Parquet, and of the instance rows only the columns the driver needs travel back. If the worker cannot
+    write there (the warehouse is not mounted on the worker) the rows travel back as without it.
     """
     # ``key`` is also Dask's task-key argument of ``Client.submit``: pass the options as one dict.
     result = summarise_batch(index_batch(source, batch.files(), **kw))
     result.listed = []
-    if stage_path is not None and result.parsed.num_rows:
-        try:
-            write_staged("instances", stage_path, result.parsed)
-        except OSError:
-            return result
-        narrow_for_driver(result)
+    if not stage or run_id is None:
+        return result
+    try:
+        if result.manifest is not None and "manifest" in stage:
+            write_staged("manifest", stage["manifest"], with_run_id(result.manifest, run_id))
+            result.staged |= {"manifest"}
+        if result.parsed.num_rows and "instances" in stage:
+            write_staged("instances", stage["instances"], result.parsed)
+            narrow_for_driver(result)
+    except OSError:
+        return result
     return result
 
 
-def without_rows(src: str, dst: str, dropped: list[int]) -> int:
-    """Write the rows of instance file ``src`` less the positions ``dropped`` to ``dst``; returns the rows."""
-    table = pq.read_table(src)
-    keep = np.ones(table.num_rows, bool)
-    keep[dropped] = False
-    return write_staged("instances", dst, table.filter(pa.array(keep)))
+def rewrite_staged(table: str, src: str, dst: str, drop_rows: list[int] | None = None,
+                   duplicate_paths: list[str] | None = None) -> int:
+    """Write staged file ``src`` of ``table`` again at ``dst``: less the rows at positions ``drop_rows``
+    (instances), or with the status of ``duplicate_paths`` set to ``duplicate`` (manifest)."""
+    rows = pq.read_table(src)
+    if drop_rows:
+        keep = np.ones(rows.num_rows, bool)
+        keep[drop_rows] = False
+        rows = rows.filter(pa.array(keep))
+    if duplicate_paths:
+        i = rows.schema.get_field_index("status")
+        dup = pc.is_in(rows.column("path"), value_set=pa.array(duplicate_paths, pa.string()))
+        rows = rows.set_column(i, rows.schema.field(i), pc.if_else(dup, "duplicate", rows.column("status")))
+    return write_staged(table, dst, rows)
 
 
 class BatchRunner:
@@ -128,7 +148,7 @@ class BatchRunner:
         self.workers = workers
         self.stage_on_workers = stage_on_workers and dask_address is not None
         self._client: Any = None
-        self._rewrites: list[tuple[Any, str, str]] = []
+        self._rewrites: list[tuple[Any, str, str, str]] = []
 
     def __enter__(self) -> BatchRunner:
         if self.dask_address:
@@ -143,57 +163,65 @@ class BatchRunner:
             self._client = None
 
     def results(self, source: DicomSource, batches: Iterator[Batch], kw: dict[str, Any],
-                ) -> Iterator[tuple[Batch, BatchResult, str | None]]:
-        """(batch, result, staged file or ``None``) in submission order.
+                ) -> Iterator[tuple[Batch, BatchResult, dict[str, str]]]:
+        """(batch, result, staged files by table) in submission order.
 
         Batches are taken from ``batches`` lazily, so a streamed listing overlaps with the parsing.
         """
         client = self._client
         if client is None:
             for b in batches:
-                yield b, index_one(source, b, kw), None
+                yield b, index_one(source, b, kw), {}
             return
         n = max(1, len(client.scheduler_info().get("workers", {})) or self.workers)
-        pending: deque[tuple[Batch, Any, str | None]] = deque()
+        pending: deque[tuple[Batch, Any, dict[str, str]]] = deque()
         for b in batches:
-            rel, path = self.builder.stage("instances") if self.stage_on_workers else (None, None)
-            fut = client.submit(index_one, source, b, kw, None if path is None else str(path), pure=False)
-            pending.append((b, fut, rel))
+            rels: dict[str, str] = {}
+            paths: dict[str, str] = {}
+            if self.stage_on_workers:
+                for table in STAGED_TABLES:
+                    rels[table], path = self.builder.stage(table)
+                    paths[table] = str(path)
+            fut = client.submit(index_one, source, b, kw, paths, self.builder.run_id, pure=False)
+            pending.append((b, fut, rels))
             if len(pending) >= 2 * n:
-                b0, fut0, rel0 = pending.popleft()
-                yield b0, fut0.result(), rel0
+                b0, fut0, rels0 = pending.popleft()
+                yield b0, fut0.result(), rels0
         while pending:
-            b0, fut0, rel0 = pending.popleft()
-            yield b0, fut0.result(), rel0
+            b0, fut0, rels0 = pending.popleft()
+            yield b0, fut0.result(), rels0
 
-    def keep(self, result: BatchResult, rel: str | None, dropped: list[int]) -> bool:
-        """Adopt a batch's worker-written instance file, less its ``dropped`` rows (rewritten by a worker:
-        collect with :meth:`finish`). Returns ``False`` when the batch's rows came back to the driver
-        (not staged) and the caller must write them."""
-        if rel is None:
-            return False
-        if not result.staged:
-            self.builder.discard(rel)  # not written: the worker could not write there, or no rows
-            return False
-        if not dropped:
-            self.builder.adopt("instances", rel)
-            return True
-        new_rel, new_path = self.builder.stage("instances")
-        src = str(self.builder.warehouse.root / rel)
-        if self._client is not None:
-            fut = self._client.submit(without_rows, src, str(new_path), dropped, pure=False)
-        else:
-            without_rows(src, str(new_path), dropped)
-            fut = None
-        self._rewrites.append((fut, rel, new_rel))
-        return True
+    def keep(self, result: BatchResult, rels: dict[str, str], dropped: list[int],
+             duplicate_paths: list[str]) -> set[str]:
+        """Adopt the files a batch's worker wrote: instances less the ``dropped`` rows, manifest with the
+        ``duplicate_paths`` marked (such files are rewritten by a worker: collect with :meth:`finish`).
+
+        Returns the tables handled; the caller writes the batch's rows of the others itself.
+        """
+        done = set()
+        for table, rel in rels.items():
+            if table not in result.staged:
+                self.builder.discard(rel)  # not written: the worker could not write there, or no rows
+                continue
+            done.add(table)
+            change = dropped if table == "instances" else duplicate_paths
+            if not change:
+                self.builder.adopt(table, rel)
+                continue
+            new_rel, new_path = self.builder.stage(table)
+            args = (table, str(self.builder.warehouse.root / rel), str(new_path),
+                    dropped if table == "instances" else None, duplicate_paths if table == "manifest" else None)
+            fut = self._client.submit(rewrite_staged, *args, pure=False) if self._client is not None else None
+            if fut is None:
+                rewrite_staged(*args)
+            self._rewrites.append((fut, table, rel, new_rel))
+        return done
 
     def finish(self) -> None:
         """Wait for the rewrites of batches with duplicates and adopt their files."""
-        for fut, old, new in self._rewrites:
+        for fut, table, old, new in self._rewrites:
             if fut is not None:
                 fut.result()
-            self.builder.adopt("instances", new)
+            self.builder.adopt(table, new)
             self.builder.discard(old)
         self._rewrites = []
-

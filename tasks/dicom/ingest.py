@@ -77,14 +77,14 @@ class BatchResult:
     manifest: pa.Table | None = None
     keys: np.ndarray | None = None
     records: tuple[bytes, np.ndarray] | None = None
-    staged: bool = False
+    staged: frozenset[str] = frozenset()
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:
     """Mark a batch whose instance rows were written where it ran and keep only :data:`DRIVER_COLUMNS`
     of ``parsed`` (the DICOM JSON, most of the bytes, does not travel back to the driver)."""
     result.parsed = result.parsed.select(list(DRIVER_COLUMNS))
-    result.staged = True
+    result.staged |= {"instances"}
     return result
 
 
@@ -340,6 +340,11 @@ def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[st
     kept = p if not dropped else p.filter(pa.array(np.isin(np.arange(n), dropped, invert=True)))
     return Resolved(instances=kept, duplicates=_to_table("duplicates", dups), quarantine=q,
                     manifest=_with_run_id(manifest, run_id), dropped=dropped)
+
+
+def with_run_id(table: pa.Table, run_id: str) -> pa.Table:
+    """``table`` with its ``run_id`` column set to ``run_id``."""
+    return _with_run_id(table, run_id)
 
 
 def _with_run_id(table: pa.Table, run_id: str) -> pa.Table:

@@ -163,10 +163,13 @@ def test_worker_that_cannot_write_sends_its_rows_back(tmp_path: Path) -> None:
     kw = {"key": KEY, "default_issuer": None, "fast": True}
     blocked = tmp_path / "file-not-folder"
     blocked.write_text("")
-    res = index_one(FolderSource(str(arch)), Batch(paths), kw, str(blocked / "x.parquet"))
+    res = index_one(FolderSource(str(arch)), Batch(paths), kw, {"instances": str(blocked / "x.parquet")}, "r1")
     assert not res.staged and "dicom_json" in res.parsed.column_names and res.parsed.num_rows == 4
-    ok = index_one(FolderSource(str(arch)), Batch(paths), kw, str(tmp_path / "x.parquet"))
-    assert ok.staged and "dicom_json" not in ok.parsed.column_names
+    ok = index_one(FolderSource(str(arch)), Batch(paths), kw,
+                   {"instances": str(tmp_path / "x.parquet"), "manifest": str(tmp_path / "m.parquet")}, "r1")
+    assert ok.staged == {"instances", "manifest"} and "dicom_json" not in ok.parsed.column_names
+    m = pq.read_table(tmp_path / "m.parquet")
+    assert m.column("run_id").to_pylist() == ["r1"] * 4 and m.column("path").to_pylist() == paths
     assert pq.read_table(tmp_path / "x.parquet").equals(res.parsed.cast(pq.read_schema(tmp_path / "x.parquet")))
 
 
