@@ -76,8 +76,8 @@ def is_dxa(modality: str | None, texts: Iterable[str | None], manufacturer: str 
 def _mode(values: Iterable[Any]) -> Any:
     """Most frequent non-null value; ties go to the smallest (by type name, then text), so it is deterministic."""
     c = Counter(v for v in values if v is not None)
-    if not c:
-        return None
+    if len(c) <= 1:
+        return next(iter(c), None)  # the common case: one value in the whole series
     best = max(c.values())
     return min((v for v, n in c.items() if n == best), key=lambda v: (type(v).__name__, str(v)))
 
@@ -324,8 +324,8 @@ def _by_column(tallies: dict[tuple[int, Any], int]) -> list[dict[Any, int]]:
 
 def _tally_mode(c: dict[Any, int]) -> Any:
     """:func:`_mode` of values given by their counts."""
-    if not c:
-        return None
+    if len(c) <= 1:
+        return next(iter(c), None)  # the common case: one value in the whole series
     best = max(c.values())
     return min((v for v, k in c.items() if k == best), key=lambda v: (type(v).__name__, str(v)))
 
