@@ -58,10 +58,13 @@ def test_muscle_area_target(summary: dict[str, Any]) -> None:
 
 
 def test_l1_body_composition_bounds(summary: dict[str, Any]) -> None:
-    """L1 (kidneys, liver and spleen against the posterior muscles): adipose within 5%, muscle bounded."""
+    """L1 (kidneys, liver and spleen against the posterior muscles): adipose within 5%; muscle median 1.0%
+    and 6/8 series within 5% here (a kidney merged with the quadratus lumborum counts behind the
+    vertebral body only)."""
     assert summary["L1_vat_median_rel_err"] <= 0.05
     assert summary["L1_sat_median_rel_err"] <= 0.02
-    assert summary["L1_muscle_median_rel_err"] <= 0.10
+    assert summary["L1_muscle_median_rel_err"] <= 0.03
+    assert summary["L1_muscle_within5pct"] >= 0.75
 
 
 def test_fracture_and_texture_rows_come_with_the_extraction() -> None:
