@@ -226,6 +226,7 @@ def run_ingest(
                     writer.add("instances", res.instances)
                 if "manifest" not in written:
                     writer.add("manifest", res.manifest)
+                runner.hydrate(result, res, rels)
                 acc.add(*res.summaries(result))
                 # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
                 writer.add("quarantine", res.quarantine)

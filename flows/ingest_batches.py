@@ -21,7 +21,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from tasks.dicom.ingest import BatchResult, index_batch, narrow_for_driver, summarise_batch, with_run_id
+from tasks.dicom.ingest import (
+    DRIVER_COLUMNS,
+    BatchResult,
+    Resolved,
+    index_batch,
+    narrow_for_driver,
+    summarise_batch,
+    with_run_id,
+)
 from tasks.dicom.manifest import ManifestDiff
 from tasks.dicom.sources import DicomSource, SourceFile
 from warehouse.builder import write_staged
@@ -101,6 +109,7 @@ def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage: dict
         if result.manifest is not None and "manifest" in stage:
             write_staged("manifest", stage["manifest"], with_run_id(result.manifest, run_id))
             result.staged |= {"manifest"}
+            result.manifest = result.manifest.slice(0, 0)  # written: the driver needs none of it
         if result.parsed.num_rows and "instances" in stage:
             write_staged("instances", stage["instances"], result.parsed)
             narrow_for_driver(result)
@@ -216,6 +225,17 @@ class BatchRunner:
                 rewrite_staged(*args)
             self._rewrites.append((fut, table, rel, new_rel))
         return done
+
+    def hydrate(self, result: BatchResult, res: Resolved, rels: dict[str, str]) -> None:
+        """Before re-summarising a batch that lost rows to duplicates, read the columns that needs
+        (:data:`DRIVER_COLUMNS`) back from its worker-written instance file (rare: most batches lose none)."""
+        if not res.dropped or "instances" not in result.staged:
+            return
+        full = pq.read_table(self.builder.warehouse.root / rels["instances"], columns=list(DRIVER_COLUMNS))
+        keep = np.ones(full.num_rows, bool)
+        keep[res.dropped] = False
+        result.parsed = full
+        res.instances = full.filter(pa.array(keep))
 
     def finish(self) -> None:
         """Wait for the rewrites of batches with duplicates and adopt their files."""

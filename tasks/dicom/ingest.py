@@ -26,8 +26,10 @@ from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
 NARROW_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", *SERIES_INPUT_COLUMNS)
-#: Columns the driver needs of a batch whose instance rows a worker wrote itself (duplicate resolution,
-#: series and study summaries): :func:`narrow_for_driver`.
+#: Columns the driver needs of a batch whose instance rows a worker wrote itself, to resolve duplicates;
+#: only a batch that loses rows to duplicates needs more (:data:`NARROW_COLUMNS`, read back from the file).
+RESOLVE_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", "content_hash")
+#: What re-summarising a batch that lost rows needs (series partials and study descriptions).
 DRIVER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     (*NARROW_COLUMNS, "content_hash", "study_instance_uid", "study_description")))
 
@@ -81,9 +83,10 @@ class BatchResult:
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:
-    """Mark a batch whose instance rows were written where it ran and keep only :data:`DRIVER_COLUMNS`
-    of ``parsed`` (the DICOM JSON, most of the bytes, does not travel back to the driver)."""
-    result.parsed = result.parsed.select(list(DRIVER_COLUMNS))
+    """Mark a batch whose instance rows were written where it ran and keep only :data:`RESOLVE_COLUMNS`
+    of ``parsed`` (the rest, the DICOM JSON above all, does not travel back to the driver; a batch that
+    loses rows to duplicates is re-summarised from :data:`DRIVER_COLUMNS` read back from its file)."""
+    result.parsed = result.parsed.select(list(RESOLVE_COLUMNS))
     result.staged |= {"instances"}
     return result
 

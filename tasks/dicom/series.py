@@ -15,6 +15,7 @@ import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import repeat
 from statistics import median
 from typing import Any
 
@@ -278,7 +279,7 @@ class SeriesAccumulator:
         n = _normal(iop)
         for xyz in s.pending:
             z = xyz[:, 0] * n[0] + xyz[:, 1] * n[1] + xyz[:, 2] * n[2]  # as Python's sum(), term by term
-            s.zs.update(round(v, 3) for v in z.tolist())
+            s.zs.update(map(round, z.tolist(), repeat(3)))
         s.pending = []
 
     def series_table(self) -> pa.Table:
