@@ -160,11 +160,8 @@ def parse_elements(
                 pos += 8
             if vr == "UN":
                 known = _known_vr(tag)
-                if known == "SQ" or length == UNDEFINED:
-                    start = pos
-                    items, pos = _parse_items(buf, pos, length, True)
-                    items.raw = buf[start:pos]
-                    out[tag] = ("SQ", items)
+                if known == "SQ" or length == UNDEFINED:  # an explicit UN sequence: its items are implicit VR
+                    out[tag], pos = _sequence(buf, pos, length, True)
                     if keys:
                         ktags.append(tag)  # type: ignore[union-attr]
                         kwholes.append(buf[start0:pos])  # type: ignore[union-attr]
@@ -172,10 +169,7 @@ def parse_elements(
                 if known is not None:
                     vr = known
         if vr == "SQ" or (length == UNDEFINED and vr == "UN"):
-            start = pos
-            items, pos = _parse_items(buf, pos, length, implicit)
-            items.raw = buf[start:pos]
-            out[tag] = ("SQ", items)
+            out[tag], pos = _sequence(buf, pos, length, implicit)
             if keys:
                 ktags.append(tag)  # type: ignore[union-attr]
                 kwholes.append(buf[start0:pos])  # type: ignore[union-attr]
@@ -191,6 +185,13 @@ def parse_elements(
             kwholes.append(buf[start0:nxt])  # type: ignore[union-attr]
         pos = nxt
     return out, pos
+
+
+def _sequence(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[tuple[str, Items], int]:
+    """A sequence's value at ``pos`` (its items, with their raw bytes kept) and the position after it."""
+    items, end = _parse_items(buf, pos, length, implicit)
+    items.raw = buf[pos:end]
+    return ("SQ", items), end
 
 
 def _parse_items(buf: bytes, pos: int, length: int, implicit: bool) -> tuple[Items, int]:
