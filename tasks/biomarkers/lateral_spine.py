@@ -10,11 +10,15 @@ and columns anterior -> posterior. Sizes are in mm from the pixel spacing, so th
 2. on the band's profile (median over the band's central columns) the endplates are narrow bright peaks
    (white top-hat); a body is a pair of endplate peaks 8-45 mm apart whose inside is at least as bright as
    the discs beside it and holds no further strong endplate; discs are the darker gaps (2-18 mm) between
-   consecutive bodies; the best chain of bodies is found by dynamic programming;
-3. the sacrum is the anchor: a last endplate (the S1 promontory) below the lowest disc with bone beyond it
-   and no further disc. When it is found the body above is L5 and the levels are counted upwards; when it
-   is not (sacrum outside the image, unclear anatomy) the lowest body is still called L5 but every level
-   carries the flag ``levels_uncertain`` and the series a low ``level_confidence``.
+   consecutive bodies; the best chain of bodies is found by dynamic programming. A gap may hold one
+   unseen body (the tilted endplates of a wedge give no narrow peak) when it fits one body with its two
+   discs and reads disc - body - disc; a gap bright up to one end is the rim of a biconcave body or the
+   raised side of a tilted endplate, not a body;
+3. the sacrum is the anchor: a last endplate (the S1 promontory) below the lowest disc (or below one unseen
+   body, an L5 with tilted endplates) with bone beyond it and no further disc. When it is found the body
+   above is L5 and the levels are counted upwards; when it is not (sacrum outside the image, unclear
+   anatomy) the lowest body is still called L5 but every level carries the flag ``levels_uncertain`` and
+   the series a low ``level_confidence``.
 
 Each body is then measured by :func:`tasks.biomarkers.vertebral_heights.measure_body` (walls, body
 centre), its endplates are measured again for a projection (:func:`remeasure_endplates`) and the series is
@@ -33,6 +37,7 @@ from tasks.biomarkers.genant import LEVELS
 from tasks.biomarkers.vertebral_fracture import VertebraAssessment, grade_measurements, guesses_from_centres
 from tasks.biomarkers.vertebral_heights import (
     CORTEX_HALF_MM,
+    MIN_EDGE_CONTRAST,
     N_POINTS,
     STEP_MM,
     U_RANGE,
@@ -207,20 +212,24 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         level = 0.5 * (inside(a0, b0) + inside(a, b)) - 0.5 * cs
         return float(np.mean(seg >= level))
 
-    def holds_body(b0: int, a: int) -> bool:
-        """Whether the gap between endplates ``b0`` and ``a`` reads disc - body - disc: darker than its
-        bright part (upper quartile - cs / 2) somewhere in its first and in its last third.
+    def holds_body(b0: int, a: int, bone: float) -> bool:
+        """Whether the gap between endplates ``b0`` and ``a`` reads disc - body - disc: one bright run (at
+        least the upper quartile - cs / 2, endplate lines under 2 mm left out) with a darker disc before
+        and after it, and that run as bright as ``bone`` (the dimmer neighbour's inside - cs).
 
-        A gap that is bright without a disc at both ends is no unseen body: it is the rim of a biconcave
-        body above its depressed endplate, or the raised part of a wedge's tilted endplate, next to the
-        disc. (The bright part, not the neighbours' bone, is the reference: low in the image the pelvis
-        adds to every row, so a disc there can be brighter than a body higher up.)
+        A gap that is bright up to an end is no unseen body: it is the rim of a biconcave body above its
+        depressed endplate or the raised part of a wedge's tilted endplate next to the disc, or a gap
+        running into a seen body. Two bright runs are two bodies. (The gap's bright part, not the
+        neighbours' bone, is the reference: low in the image the pelvis adds to every row, so a disc
+        there can be brighter than a body higher up.)
         """
         seg = prof[b0 + g + 1 : a - g]
         if len(seg) < 3:
             return False
-        level, third = float(np.percentile(seg, 75)) - 0.5 * cs, max(1, len(seg) // 3)
-        return float(seg[:third].min()) < level and float(seg[-third:].min()) < level
+        bright = seg >= float(np.percentile(seg, 75)) - 0.5 * cs
+        bright = ndi.binary_opening(bright, np.ones(max(2, int(round(2.0 / px))) + 1, dtype=bool))
+        return (not bright[0] and not bright[-1] and ndi.label(bright)[1] == 1
+                and float(np.median(seg[bright])) >= bone)
 
     # dynamic programming over (top, bottom) endplate pairs, bodies ordered head -> feet
     pairs = [(a, b) for i, a in enumerate(peaks) for b in peaks[i + 1 :]
@@ -228,7 +237,6 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
     # best[(a, b)] = (score of the best chain ending with body (a, b), previous body, whether an unseen
     # body lies between the previous one and this one)
     best: dict[tuple[int, int], tuple[float, tuple[int, int] | None, bool]] = {}
-
     for a, b in sorted(pairs, key=lambda ab: ab[0]):
         sc = body_score(a, b)
         prev = None
@@ -238,11 +246,11 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             gap = (a - b0) * px
             if gap < DISC_MM[0]:
                 continue
-            bright = gap_brightness(a0, b0, a, b)
-            if (bright >= 0.3 and _one_missing(gap, max(b - a, b0 - a0) * px)
-                    and holds_body(b0, a)):
+            if _one_missing(gap, max(b - a, b0 - a0) * px) and holds_body(
+                    b0, a, min(inside(a0, b0), inside(a, b)) - cs):
                 cand, sk = v0 + sc - 0.8, True  # a body between them was not seen (e.g. tilted endplates)
             elif gap <= DISC_MM[1]:
+                bright = gap_brightness(a0, b0, a, b)
                 # a disc; one too narrow to hold a body may still look bright in the band's median (the
                 # depressed endplate of a biconcave body, the tilted one of a wedge): a small cost only
                 cand, sk = v0 + sc - (0.8 * bright if bright >= 0.3 else 0.0), False
@@ -262,8 +270,10 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         far = int(round(SACRUM_BONE_MM / px))
         for s in peaks:
             gap = (s - b) * px
-            skipped = gap > DISC_MM[1] or not DISC_MM[0] <= gap
-            if skipped and not (_one_missing(gap, (b - a) * px) and bright_after(a, b, s) and holds_body(b, s)):
+            skipped = gap > DISC_MM[1]
+            if gap < DISC_MM[0]:
+                continue
+            if skipped and not (_one_missing(gap, (b - a) * px) and holds_body(b, s, inside(a, b) - cs)):
                 continue
             seg = prof[s + g : min(s + g + far, n)]
             if len(seg) < 0.8 * far or np.mean(seg > disc + 0.5 * cs) < 0.6:
@@ -273,10 +283,6 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             if not starts_body(s):
                 return s, skipped
         return None
-
-    def bright_after(a: int, b: int, s: int) -> bool:
-        seg = prof[b + g + 1 : s - g]
-        return len(seg) > 0 and float(np.mean(seg >= inside(a, b) - 0.5 * cs)) >= 0.3
 
     def starts_body(s: int) -> bool:
         for b in peaks:
@@ -290,8 +296,8 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         return False
 
     def total(k: tuple[int, int]) -> float:
-        sac = sacrum_after(k)
-        return best[k][0] + (0.0 if sac is None else 0.7 if sac[1] else 1.5)
+        sac = sacrum_after(k)  # a sacrum below an unseen L5 costs what an unseen body in the chain costs
+        return best[k][0] + (0.0 if sac is None else 1.5 - 0.8 if sac[1] else 1.5)
 
     if not best or max(total(k) for k in best) <= 0:
         out.flags.append("no_spine_found")
@@ -304,12 +310,12 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
         cur = best[cur][1]
     chain.reverse()
     sac_found = sacrum_after(end)
+    l5_unseen = sac_found is not None and sac_found[1]
     if sac_found is None:
         out.flags += ["sacrum_not_found", "levels_uncertain"]
         out.level_confidence = 0.3
     else:
-        sac, l5_unseen = sac_found
-        out.sacrum_row_mm = sac * px
+        out.sacrum_row_mm = sac_found[0] * px
         out.level_confidence = 0.9 if len(chain) >= 4 else 0.6
         if len(chain) < 4:
             out.flags.append("levels_uncertain")
@@ -322,8 +328,8 @@ def find_bodies_lateral(img: NDArray[np.floating], pixel_mm: float) -> LateralSp
             rows.append((b0 + 0.2 * gap, a - 0.2 * gap, True))
         rows.append((float(a), float(b), False))
     if sac_found is not None and l5_unseen:  # the unseen L5 above the sacrum
-        gap = sac - end[1]
-        rows.append((end[1] + 0.2 * gap, sac - 0.2 * gap, True))
+        gap = sac_found[0] - end[1]
+        rows.append((end[1] + 0.2 * gap, sac_found[0] - 0.2 * gap, True))
     names = list(reversed(LEVELS))
     rows = list(reversed(rows))[: len(names)]
     walls = [_walls(im, px, a_r, b_r, mid) for a_r, b_r, _ in rows]
@@ -378,7 +384,7 @@ def _endplate_edge(p: NDArray[np.float64], half_layer: float, min_contrast: floa
     k = int(hit[0]) if len(hit) else n - 1
     reach = k + int(round(MIN_DISC_MM / STEP_MM)) + 1
     peak, floor = float(p[k]), float(p[k:reach].min())
-    if peak - floor < max(0.25 * max(peak - min(floor, float(p[0])), 1e-9), min_contrast):
+    if peak - floor < max(MIN_EDGE_CONTRAST * max(peak - min(floor, float(p[0])), 1e-9), min_contrast):
         return float("nan")
     inner = float(np.median(p[: max(k - int(round(2 * half_layer)) - 1, 1)]))
     if peak - inner >= 0.3 * (peak - floor):
@@ -477,7 +483,8 @@ def remeasure_endplates(image: NDArray[np.float64], pixel_mm: float, g: BodyGues
     flags = [f for f in m.flags if f != "endplates_partly_found"]
     if n_ok < 0.7 * N_POINTS:
         flags.append("endplates_partly_found")
-    return HeightMeasurement(m.level, float(h[0]), float(h[1]), float(h[2]), m.depth_mm, m.centre_mm, n_ok, flags)
+    return HeightMeasurement(m.level, float(h[0]), float(h[1]), float(h[2]), m.depth_mm, m.centre_mm, n_ok,
+                             flags)
 
 
 def _noise_sd(image: NDArray[np.float64]) -> float:
@@ -500,10 +507,13 @@ def assess_lateral_spine(img: NDArray[np.floating], pixel_mm: float,
                if g.level in LEVELS]
     im = np.asarray(img, dtype=np.float64)
     sd = _noise_sd(im)
-    ms = [remeasure_endplates(im, pixel_mm, g, measure_body(im, (pixel_mm, pixel_mm), g, 1.5, 0.6, True, True), sd)
-          for g in guesses]
-    res = [VertebraAssessment.from_result(gr, None, m.flags) for m, gr in zip(ms, grade_measurements(ms),
-                                                                               strict=True)]
+    # walls and centre as on any sagittal image (profiles 1.5 mm wide against the noise, stopping short of
+    # the pedicles at 60% of the half depth, inner-most walls, projection wall level), then the endplates
+    # again against the disc right beyond them
+    first = [measure_body(im, (pixel_mm, pixel_mm), g, 1.5, 0.6, True, True) for g in guesses]
+    ms = [remeasure_endplates(im, pixel_mm, g, m, sd) for g, m in zip(guesses, first, strict=True)]
+    res = [VertebraAssessment.from_result(gr, None, m.flags)
+           for m, gr in zip(ms, grade_measurements(ms), strict=True)]
     for r, (_, row_mm, _) in zip(res, spine.centres, strict=True):
         r.body_center_mm = row_mm
         if "levels_uncertain" in spine.flags:

@@ -37,7 +37,7 @@ from tasks.biomarkers.vertebral_fracture import VertebraAssessment, fracture_tab
 from tasks.dicom.volume import Opener, list_files
 
 EXTRACTOR = "projection_biomarkers"
-EXTRACTOR_VERSION = "0.2.0"
+EXTRACTOR_VERSION = "0.3.0"  # 0.3.0: radiograph endplates against the disc; unseen-body gaps
 KINDS = ("dx_lateral_spine", "dxa_hip", "dxa_spine", "unsupported")
 _SPINE_PARTS = {"LSPINE", "TLSPINE", "TSPINE", "SPINE"}
 TBS_LAGS_MM = (1.0, 2.0, 3.0, 4.0)  # variogram lags of the DXA texture index (trabecular scale)

@@ -10,7 +10,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
 
 from bench.fragility_accuracy import auc, render_dxa_spine, render_lateral
 from schemas.registry import get_table
@@ -26,7 +26,7 @@ def write_image(path: Path, img: np.ndarray, *, modality: str, part: str, desc: 
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"
+    ds.file_meta.MediaStorageSOPClassUID = UID("1.2.840.10008.5.1.4.1.1.7")
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = generate_uid()
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
     ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
@@ -61,7 +61,8 @@ def test_dxa_hip_file(tmp_path: Path) -> None:
 
 def test_dxa_spine_files_rank_microarchitecture(tmp_path: Path) -> None:
     pats = make_population(20, 31)
-    normal, degraded = [], []
+    normal: list[float] = []
+    degraded: list[float] = []
     for i, p in enumerate(pats):
         deg = i % 2 == 1
         folder = tmp_path / f"s{i}"
@@ -111,17 +112,70 @@ def dx_score() -> dict[str, float]:
 
 
 def test_lateral_spine_accuracy_target(dx_score: dict[str, float]) -> None:
-    # measured: n 64, missing 0, exact 0.938, spec 0.983 (57 of 58), heights 0.974
+    # measured: n 64, missing 0, exact 0.984, spec 0.983 (57 of 58), heights 0.964, sens 1.0 (6 of 6)
     s = dx_score
     assert s["missing"] <= 2 and s["n"] >= 62
     assert s["exact"] >= 0.9 and s["heights"] >= 0.95 and s["spec"] >= 0.95
 
 
-@pytest.mark.xfail(strict=True, reason="radiograph sensitivity for grade >= 2 (a missed level counts as a "
-                   "false negative) is below 0.95: 0.833 (5 of 6) here; bench: 0.947 (36 of 38) on 50 "
-                   "fractured patients of seeds 7/11/23/31/43, 0.857 (18 of 21) on seeds 59/67/71")
-def test_lateral_spine_sensitivity_target(dx_score: dict[str, float]) -> None:
-    assert dx_score["n_pos"] >= 3 and dx_score["sens"] >= 0.95
+@pytest.fixture(scope="module")
+def dx_enriched() -> dict[str, float]:
+    from bench.fragility_accuracy import bench_dx, fracture_enriched
+
+    # the first ten fractured patients of seeds 67 and 107 (160 levels, 12 of grade >= 2): they hold the
+    # cases that were missed before (a wedge's endplate read against lung beyond the disc, an L5 wedge
+    # whose tilted endplates hid it above the sacrum, a spurious body inferred beside adjacent T11/T12
+    # fractures); these seeds were used while developing the fix
+    return bench_dx(fracture_enriched((67, 107), 10), 1.0)
+
+
+def test_lateral_spine_sensitivity_target(dx_enriched: dict[str, float]) -> None:
+    # target: sensitivity and specificity for grade >= 2 >= 0.95 each, a missed level counting as a false
+    # negative. Measured here: sens 1.0 (12 of 12), spec 0.993 (147 of 148), exact 0.975, heights 0.988,
+    # about 12 s CPU. Bench (bench_dx, 10 fractured patients per seed, 1 mm): seeds 7/11/23/31/43 (tuning)
+    # sens 1.0 (38 of 38), spec 0.994; seeds 59/67/71, 101-127 and 131-157 (looked at while developing)
+    # 1.0 (21/21, 49/49, 53/53); seeds 163/167/173/179/181/191, never looked at before: sens 0.968 (61 of
+    # 63), spec 0.983, exact 0.973, heights 0.978
+    s = dx_enriched
+    assert s["n_pos"] >= 10 and s["missing"] <= 2
+    assert s["sens"] >= 0.95 and s["spec"] >= 0.95
+    assert s["exact"] >= 0.9 and s["heights"] >= 0.95
+
+
+@pytest.mark.parametrize(("seed", "index"), [(67, 14), (107, 10), (151, 3)])
+def test_lateral_spine_levels_beside_fractures(seed: int, index: int) -> None:
+    from tasks.biomarkers.lateral_spine import find_bodies_lateral
+
+    # (67, 14): an L5 wedge (grade 3) whose tilted endplates give no peak above the sacrum; (107, 10):
+    # adjacent T11 wedge and T12 biconcave fractures, whose rim and tilted endplate looked like an unseen
+    # body in the gap; (151, 3): an L4 wedge (grade 3) whose gap must not be read as one body above L5's
+    # lower endplate. Each level must be named at its true place.
+    p = [q for q in make_population(400, seed) if q.index == index][0]
+    anat, img, zs = render_lateral(p, 1.0)
+    spine = find_bodies_lateral(img, 1.0)
+    got = {lv: row for lv, row, _ in spine.centres}
+    assert sorted(got) == sorted(("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5"))
+    assert "sacrum_not_found" not in spine.flags
+    for level, row in got.items():
+        assert row == pytest.approx(zs[0] - anat.vertebra(level).zc, abs=4.0), level
+
+
+def test_endplate_edge_against_the_disc_not_the_lung() -> None:
+    from tasks.biomarkers.lateral_spine import _endplate_edge
+    from tasks.biomarkers.vertebral_heights import CORTEX_HALF_MM, STEP_MM
+
+    # a projected body (level 100) with its 1.2 mm endplate cortex (outer surface 8 mm from the centre)
+    # and a 6 mm disc (level 90), then lung (60) or more disc (90) beyond, sampled at STEP_MM and blurred:
+    # the surface must not depend on what lies beyond the disc (with the lung as the floor of the
+    # cortex's centroid it moved 2.6 mm out into the disc: 10.6 mm instead of 7.9 mm)
+    z = np.arange(0, 20, STEP_MM)
+    edges = []
+    for beyond in (60.0, 90.0):
+        p = np.where(z < 6.8, 100.0, np.where(z < 8.0, 130.0, np.where(z < 14.0, 90.0, beyond)))
+        p = np.convolve(np.pad(p, 2, mode="edge"), np.ones(5) / 5, mode="valid")
+        edges.append(_endplate_edge(p, CORTEX_HALF_MM / STEP_MM, 1.0) * STEP_MM)
+    assert edges[0] == pytest.approx(edges[1], abs=0.05)
+    assert edges[0] == pytest.approx(8.0, abs=0.3)
 
 
 def test_classify_headers() -> None:
