@@ -161,7 +161,7 @@ def test_lateral_spine_levels_beside_fractures(seed: int, index: int) -> None:
 
 
 def test_endplate_edge_against_the_disc_not_the_lung() -> None:
-    from tasks.biomarkers.lateral_spine import _endplate_edge
+    from tasks.biomarkers.lateral_heights import endplate_edge as _endplate_edge
     from tasks.biomarkers.vertebral_heights import CORTEX_HALF_MM, STEP_MM
 
     # a projected body (level 100) with its 1.2 mm endplate cortex (outer surface 8 mm from the centre)
