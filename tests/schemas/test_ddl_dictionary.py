@@ -36,11 +36,11 @@ def test_types_round_trip_through_duckdb() -> None:
     con.execute(create_table_sql(DEMO))
     con.execute("insert into demo_levels values ('1', 'L1', 90.5, true, date '2020-01-02', "
                 "timestamptz '2020-01-02 03:04:05+00', 3, ['a'])")
-    got = con.execute("select * from demo_levels").to_arrow_table()
+    got = con.sql("select * from demo_levels").to_arrow_table()
     assert DEMO.conform(got).num_rows == 1
     with pytest.raises(duckdb.ConstraintException):
         con.execute("insert into demo_levels values ('1', 'L1', 1, false, null, null, null, null)")
-    empty = con.execute(empty_select_sql(DEMO)).to_arrow_table()
+    empty = con.sql(empty_select_sql(DEMO)).to_arrow_table()
     assert empty.num_rows == 0 and empty.column_names == DEMO.column_names
     assert [duckdb_type(f.type) for f in empty.schema] == [duckdb_type(c.type) for c in DEMO.columns]
 
