@@ -26,9 +26,6 @@ from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
 NARROW_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", *SERIES_INPUT_COLUMNS)
-#: Columns the driver needs of a batch whose instance rows a worker wrote itself, to resolve duplicates;
-#: only a batch that loses rows to duplicates needs more (:data:`NARROW_COLUMNS`, read back from the file).
-RESOLVE_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", "content_hash")
 #: What re-summarising a batch that lost rows needs (series partials and study descriptions).
 DRIVER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
     (*NARROW_COLUMNS, "content_hash", "study_instance_uid", "study_description")))
@@ -83,10 +80,12 @@ class BatchResult:
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:
-    """Mark a batch whose instance rows were written where it ran and keep only :data:`RESOLVE_COLUMNS`
-    of ``parsed`` (the rest, the DICOM JSON above all, does not travel back to the driver; a batch that
-    loses rows to duplicates is re-summarised from :data:`DRIVER_COLUMNS` read back from its file)."""
-    result.parsed = result.parsed.select(list(RESOLVE_COLUMNS))
+    """Mark a batch whose instance rows were written where it ran and keep none of the columns of
+    ``parsed``, only its row count (a column ``_rows`` of nulls): duplicate resolution reads the UIDs, paths and hashes it needs from the
+    spill records (:func:`records_at`), and a batch that loses rows to duplicates is re-summarised from
+    :data:`DRIVER_COLUMNS` read back from its file."""
+    # a null-typed column keeps the row count (a table without columns loses it when pickled) in no bytes
+    result.parsed = pa.table({"_rows": pa.nulls(result.parsed.num_rows)})
     result.staged |= {"instances"}
     return result
 
@@ -131,6 +130,20 @@ def _manifest_table(paths: list[str], sizes: list[int | None], mtimes: list[floa
     cols = {"path": paths, "size_bytes": sizes, "mtime": mtimes, "content_hash": hashes, "status": status,
             "sop_instance_uid": sops, "run_id": [run_id] * len(paths)}
     return pa.Table.from_arrays([pa.array(cols[f.name], f.type) for f in schema], schema=schema)
+
+
+def records_at(records: tuple[bytes, np.ndarray], rows: Sequence[int]) -> tuple[list[str], list[str], list[str | None]]:
+    """SOPInstanceUIDs, paths and content hashes of ``rows`` of :func:`spill_records` output."""
+    blob, offsets = records
+    sops, paths, hashes = [], [], []
+    for i in rows:
+        off = int(offsets[i])
+        (n,) = _REC.unpack_from(blob, off)
+        sop, path, h = blob[off + _REC.size : off + _REC.size + n - 1].split(b"\0")
+        sops.append(sop.decode())
+        paths.append(path.decode("utf-8", "surrogateescape"))
+        hashes.append(h.decode() or None)
+    return sops, paths, hashes
 
 
 def sop_keys(sops: Sequence[str]) -> np.ndarray:
@@ -306,10 +319,15 @@ def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[st
         rows = np.flatnonzero(suspect).tolist()
     else:
         rows = list(range(n))
-    sub = p.take(pa.array(rows, pa.int64())) if len(rows) < n else p
-    sops = sub.column("sop_instance_uid").to_pylist()
-    paths = sub.column("path").to_pylist()
-    hashes = sub.column("content_hash").to_pylist()
+    if "sop_instance_uid" in p.column_names:
+        sub = p.take(pa.array(rows, pa.int64())) if len(rows) < n else p
+        sops = sub.column("sop_instance_uid").to_pylist()
+        paths = sub.column("path").to_pylist()
+        hashes = sub.column("content_hash").to_pylist()
+    elif batch.records is not None:  # rows written where the batch ran: the suspects' values are in the records
+        sops, paths, hashes = records_at(batch.records, rows)
+    else:
+        raise ValueError("resolve_batch: a batch without instance columns needs its spill records")
     firsts = known.lookup(sops) if isinstance(known, KnownInstances) else \
         {sop: known[sop] for sop in sops if sop in known}
     dropped: list[int] = []
@@ -406,6 +424,8 @@ class KnownInstances:
         self._end += len(blob)
         if mask is not None:
             keys, offsets = keys[mask], offsets[mask]
+        if not len(keys):
+            return
         self._count += len(keys)
         order = np.argsort(keys, kind="stable")
         self._runs.append((keys[order], offsets[order]))

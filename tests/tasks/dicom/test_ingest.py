@@ -139,3 +139,14 @@ def _same_partials(parts: dict, instances: pa.Table) -> bool:
         (p.n, p.tallies, p.localizer, p.any_type, p.all_derived, p.iop, p.positions.tolist())
         == (w.n, w.tallies, w.localizer, w.any_type, w.all_derived, w.iop, w.positions.tolist())
         for p, w in ((parts[k], want[k]) for k in want))
+
+
+def test_records_at_reads_back_what_spill_records_packed() -> None:
+    from tasks.dicom.ingest import records_at, spill_records
+
+    sops = ["1.2.3", "1.2.4", "1.2.5"]
+    paths = ["/a/b c/im1", "/a/\udcff-odd/im2", "/x"]  # a path that is not valid UTF-8 survives
+    hashes = ["ab" * 16, None, "cd" * 16]
+    rec = spill_records(sops, paths, hashes)
+    assert records_at(rec, [2, 0, 1]) == ([sops[2], sops[0], sops[1]], [paths[2], paths[0], paths[1]],
+                                          [hashes[2], hashes[0], hashes[1]])
