@@ -168,11 +168,11 @@ def main() -> None:
         print(f"{case.volume.series_instance_uid}: {case.params.slice_mm} mm x {case.params.spacing:.2f} mm "
               f"kvp {case.params.kvp} {case.params.contrast}: levels {r['n_ok']}/{r['n_truth']}"
               f"{' MISLABEL ' + ','.join(res.flags) if bad else ''} L1 err {r['l1_err']}")
-    s = summarise(rows)
-    s["extract_s_per_series"] = t_ext / max(len(rows), 1)
-    for k, v in s.items():
+    summary = summarise(rows)
+    summary["extract_s_per_series"] = t_ext / max(len(rows), 1)
+    for k, v in summary.items():
         print(f"  {k}: {v:.4f}")
-    print("ct_accuracy: " + " ".join(f"{k}={v:.4g}" for k, v in s.items()))
+    print("ct_accuracy: " + " ".join(f"{k}={v:.4g}" for k, v in summary.items()))
 
 
 if __name__ == "__main__":

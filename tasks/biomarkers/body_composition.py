@@ -332,12 +332,11 @@ def _segment(
         inner &= ~(enhanced & ~morph.dilate(bone, reach, reach))
     smm = wall | _posterior_muscle(inner, wall, bone_fill, vmask, vertebra_yx, (dy, dx))
     # Intermuscular fat: small fat holes enclosed by skeletal muscle.
-    holes = morph.fill_holes(smm) & ~smm
-    hl, hn = ndi.label(holes)
-    imat = np.zeros_like(holes)
-    if hn:
-        areas = np.bincount(hl.ravel(), minlength=hn + 1)[1:] * px_area
-        small = np.r_[False, areas < IMAT_MAX_MM2]
+    hl, is_hole = morph.hole_labels(smm)  # the holes of smm, one label each
+    imat = np.zeros(smm.shape, dtype=bool)
+    if is_hole.any():
+        areas = np.bincount(hl.ravel(), minlength=len(is_hole)) * px_area
+        small = is_hole & (areas < IMAT_MAX_MM2)
         imat = small[hl] & fat
     out[smm] = 1
     out[imat] = 2

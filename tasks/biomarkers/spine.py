@@ -126,8 +126,11 @@ def body_outline(low: np.ndarray, factor: int = 4) -> np.ndarray:
     if f == 1:
         return body
     full = np.zeros((oz, oy, ox), dtype=bool)
-    up = np.repeat(np.repeat(body, f, axis=1), f, axis=2)
-    full[:, : up.shape[1], : up.shape[2]] = up
+    cy, cx = body.shape[1], body.shape[2]
+    # Columns repeated on the coarse rows, then each coarse row broadcast over its f full rows (whole rows
+    # at a time: a broadcast over a short last axis is ten times slower).
+    up = np.repeat(body, f, axis=2)
+    full[:, : cy * f, : cx * f].reshape(oz, cy, f, cx * f)[...] = up[:, :, None, :]
     return full
 
 
@@ -144,7 +147,7 @@ def _spine_window(g: SpineGrid) -> tuple[int, int, int, int] | None:
     """(i0, i1, j0, j1) window on the low grid around the vertebral column, or None."""
     _, sy, sx = g.spacing_mm
     bone = (g.hu > BONE_HU) & g.body
-    occ = bone.mean(axis=0)
+    occ = np.add.reduce(bone.view(np.uint8), axis=0, dtype=np.int32) / bone.shape[0]  # = bone.mean(axis=0)
     if not occ.any():
         return None
     # Restrict to the central band (|x - body centre| < 30 mm) and the posterior 3/4 of the body.

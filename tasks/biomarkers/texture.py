@@ -23,6 +23,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from schemas.tables.fragility import TEXTURE
+from tasks.biomarkers import morphology as morph
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
@@ -297,11 +298,10 @@ def ct_trabecular_texture(volume: Volume, vertebrae: Sequence[VertebraLabel],
         roi = np.zeros_like(mask)
         ry, rx = max(1, int(round(erode_mm / dy))), max(1, int(round(erode_mm / dx)))
         # Per-slice erosion by the (2 ry + 1) x (2 rx + 1) rectangle, border 0 (= ndi.binary_erosion of
-        # each slice): separable, one pass along the columns and one along the rows for the whole stack.
+        # each slice): separable, a row segment then a column segment (morphology's shifted ANDs, several
+        # times faster than scipy's per-offset loop), for the whole stack at once.
         if hi >= lo:
-            roi[lo : hi + 1] = ndi.binary_erosion(
-                ndi.binary_erosion(mask[lo : hi + 1], structure=np.ones((1, 1, 2 * rx + 1), bool)),
-                structure=np.ones((1, 2 * ry + 1, 1), bool))
+            roi[lo : hi + 1] = morph.erode(morph.erode(mask[lo : hi + 1], 0.0, float(rx)), float(ry), 0.0)
         sub = volume.hu[k0:k1, i0:i1, j0:j1][: roi.shape[0], : roi.shape[1], : roi.shape[2]]
         roi = roi[: sub.shape[0], : sub.shape[1], : sub.shape[2]]
         if roi.sum() < 50:

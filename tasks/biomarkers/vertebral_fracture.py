@@ -141,7 +141,12 @@ def sagittal_reformats(volume: Volume, columns: Sequence[float], slab_mm: float 
         if j0 >= j1:
             raise ValueError(f"series {volume.series_instance_uid}: column {column} is outside the volume")
         if (j0, j1) not in done:
-            sag = volume.hu[:, :, j0:j1].mean(axis=2, dtype=np.float64)
+            # Column by column (strided 2-D views) rather than a reduction over a short last axis: the same
+            # sums in the same order, several times faster.
+            sag = volume.hu[:, :, j0].astype(np.float64)
+            for jj in range(j0 + 1, j1):
+                sag += volume.hu[:, :, jj]
+            sag /= j1 - j0
             if plan is not None:
                 k0, k1, f = plan
                 sag = sag[k0] * (1 - f) + sag[k1] * f

@@ -7,7 +7,9 @@ pylibjpeg) and anything the fast reader declines go through pydicom. Used by :mo
 
 from __future__ import annotations
 
+import functools
 import io
+import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +19,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 
+from tasks.dicom.elements import decode_numbers, decode_strings
 from tasks.dicom.fastheader import FastPathUnsupported, read_fast
 
 Opener = Callable[[str], IO[bytes]]
@@ -26,7 +29,7 @@ Opener = Callable[[str], IO[bytes]]
 class Payload:
     """What the pixel pass needs of one file read by :func:`read_headers` (kept only for the load)."""
 
-    buf: bytes
+    buf: bytes | memoryview
     pixel_pos: int  # offset of the PixelData element, -1 when the fast path does not apply
     implicit: bool
     slope: float
@@ -37,6 +40,9 @@ class Payload:
 
 
 _PIXEL_DATA = 0x7FE00010
+_PIXEL_TAG = b"\xe0\x7f\x10\x00"  # (7FE0,0010) little endian
+_HEAD = 16 * 1024  # header prefix tried first when a file was read into an arena
+_ARENA_BLOCK = 64 * 1024**2
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"}
 # Tags read here (group, element) -> decoded lazily from the fast reader's raw elements.
 _T = {
@@ -51,8 +57,22 @@ _T = {
 }
 
 
+@functools.lru_cache(maxsize=8192)
+def _strings(vr: str, raw: bytes, encoding: str) -> tuple[str, ...]:
+    return tuple(decode_strings(vr, raw, encoding))
+
+
+@functools.lru_cache(maxsize=8192)
+def _numbers(vr: str, raw: bytes) -> tuple[float, ...]:
+    return tuple(decode_numbers(vr, raw))
+
+
 class FastView:
-    """``get``-style access to the needed tags of a :class:`~tasks.dicom.fastheader.FastHeader`."""
+    """``get``-style access to the needed tags of a :class:`~tasks.dicom.fastheader.FastHeader`.
+
+    Values are decoded as :meth:`FastHeader.strings <tasks.dicom.fastheader.FastHeader.strings>` and
+    ``numbers`` do, memoised on the element's bytes: most tags repeat byte for byte across a series.
+    """
 
     def __init__(self, fh: Any) -> None:
         self.fh = fh
@@ -61,17 +81,25 @@ class FastView:
         return "\\".join(self.texts(key))
 
     def texts(self, key: str) -> tuple[str, ...]:
+        e = self.fh.elements.get(_T[key])
+        if e is None:
+            return ()
         try:
-            return tuple(self.fh.strings(_T[key]) or ())
-        except FastPathUnsupported:  # not a string VR (e.g. UN): treated as absent
+            if type(e[1]) is bytes:
+                return _strings(e[0], e[1], self.fh.encoding)
+            return tuple(decode_strings(e[0], e[1], self.fh.encoding))
+        except (FastPathUnsupported, UnicodeDecodeError):  # not a string VR (e.g. UN), or undecodable
             return ()
 
     def nums(self, key: str, n: int) -> tuple[float, ...] | None:
+        e = self.fh.elements.get(_T[key])
+        if e is None:
+            return None
         try:
-            vals = self.fh.numbers(_T[key])
+            vals = _numbers(e[0], e[1]) if type(e[1]) is bytes else tuple(decode_numbers(e[0], e[1]))
         except (ValueError, FastPathUnsupported):
             return None
-        return tuple(vals) if vals and len(vals) == n else None
+        return vals if vals and len(vals) == n else None
 
     def num(self, key: str) -> float | None:
         v = self.nums(key, 1)
@@ -120,11 +148,60 @@ def read_bytes(path: str, opener: Opener | None) -> bytes:
         f.close()
 
 
-def parse(p: str, buf: bytes) -> tuple[FastView, Payload]:
+class Arena:
+    """Files read back to back into large preallocated blocks (``read`` returns a view of the block).
+
+    One numpy block of 64 MiB holds ~120 slices of 512 x 512: the kernel backs it with a few huge pages,
+    whereas a fresh ``bytes`` of 0.5 MiB per file is mapped (and page-faulted, then unmapped) each time,
+    which costs about as much CPU as the read itself.
+    """
+
+    def __init__(self, block: int = _ARENA_BLOCK) -> None:
+        self.block = block
+        self.buf = np.empty(0, dtype=np.uint8)
+        self.used = 0
+
+    def read(self, path: str) -> memoryview:
+        """The bytes of the local file ``path``, as a read-only view into the arena."""
+        with open(path, "rb", buffering=0) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if self.used + size > self.buf.size:
+                self.buf = np.empty(max(self.block, size), dtype=np.uint8)
+                self.used = 0
+            mv = self.buf.data[self.used : self.used + size]
+            got = 0
+            while got < size:
+                n = fh.readinto(mv[got:])
+                if not n:
+                    break
+                got += n
+        self.used += got
+        return mv[:got].toreadonly()
+
+
+def _fast_header(buf: bytes | memoryview) -> Any:
+    """:func:`read_fast` of ``buf``; for a view (an :class:`Arena` file) first on the bytes up to the last
+    (7FE0,0010) tag of the first 16 KiB, accepted only when the element walk ends exactly there (so that
+    tag is the top-level pixel data), else on a copy of the whole file."""
+    if isinstance(buf, bytes):
+        return read_fast(buf)
+    head = bytes(buf[:_HEAD])
+    cut = head.rfind(_PIXEL_TAG)
+    if cut > 132:
+        try:
+            fh = read_fast(head[:cut])
+        except Exception:  # noqa: BLE001 - whatever fails on the prefix is decided on the whole file
+            fh = None
+        if fh is not None and fh.pixel_pos == cut:
+            return fh
+    return read_fast(bytes(buf))
+
+
+def parse(p: str, buf: bytes | memoryview) -> tuple[FastView, Payload]:
     """Header view and pixel payload of one file: the fast reader first, pydicom when it declines."""
     view: FastView
     try:
-        fh = read_fast(buf)
+        fh = _fast_header(buf)
         view = FastView(fh)
         ts, pos, implicit = fh.transfer_syntax, fh.pixel_pos, fh.implicit
     except FastPathUnsupported:
@@ -142,11 +219,15 @@ def parse(p: str, buf: bytes) -> tuple[FastView, Payload]:
     return view, payload
 
 
-def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.ndarray) -> None:
+def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.ndarray,
+                scratch: np.ndarray | None = None) -> None:
     """Write the HU of one single-frame slice into ``out`` (rows x columns float32), padding clipped to -1024 HU.
 
     Native little-endian 16-bit data is read from the file bytes with ``numpy.frombuffer``; anything else
     (compressed syntaxes through pylibjpeg, 8/32-bit, big endian) goes through pydicom's ``pixel_array``.
+    With slope 1 and a whole-number intercept (nearly every CT) the clip to -1024 HU is done on the stored
+    integers (into ``scratch``, a rows x columns array of the stored dtype, allocated when not given) before
+    the one conversion to float32; the values are identical to clipping the float HU.
     """
     n = rows * columns
     pos = payload.pixel_pos
@@ -167,13 +248,35 @@ def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.nd
         raw = np.asarray(ds.pixel_array)
         if raw.shape != out.shape:
             raise ValueError(f"{path}: pixel array {raw.shape} is not {out.shape}")
-    if payload.slope != 1.0:
-        np.multiply(raw, np.float32(payload.slope), out=out, dtype=np.float32)
-        out += np.float32(payload.intercept)
+    slope, intercept = payload.slope, payload.intercept
+    if slope == 1.0 and float(intercept).is_integer() and raw.dtype in (np.int16, np.uint16):
+        # Stored values below -1024 - intercept become air; HU = stored + intercept is exact in float32.
+        info = np.iinfo(raw.dtype)
+        floor = -1024 - int(intercept)
+        if floor > info.min:
+            if floor > info.max:
+                out.fill(np.float32(-1024.0))
+                return
+            if scratch is None or scratch.shape != raw.shape or scratch.dtype != raw.dtype:
+                scratch = np.empty(raw.shape, dtype=raw.dtype)
+            np.maximum(raw, raw.dtype.type(floor), out=scratch)
+            raw = scratch
+            if raw.dtype == np.int16 and -32768 <= intercept <= 0:
+                # Clipped stored values plus a non-positive intercept stay within int16 (>= -1024 HU).
+                np.add(raw, np.int16(intercept), out=raw)
+                np.copyto(out, raw, casting="unsafe")
+                return
+        np.copyto(out, raw, casting="unsafe")
+        if intercept != 0.0:
+            out += np.float32(intercept)
+        return
+    if slope != 1.0:
+        np.multiply(raw, np.float32(slope), out=out, dtype=np.float32)
+        out += np.float32(intercept)
     else:
-        np.add(raw, np.float32(payload.intercept), out=out, dtype=np.float32)
+        np.add(raw, np.float32(intercept), out=out, dtype=np.float32)
     # Padding (e.g. -2000 outside the field of view) -> air; the stored minimum says whether any pixel is
     # below -1024 HU (a cheap integer pass instead of a float one).
-    lo = float(raw.min()) * payload.slope + payload.intercept
+    lo = float(raw.min()) * slope + intercept
     if lo < -1024.0:
         np.maximum(out, np.float32(-1024.0), out=out)
