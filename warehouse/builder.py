@@ -185,8 +185,12 @@ class SnapshotBuilder:
         path.parent.mkdir(parents=True, exist_ok=True)
         return rel, path
 
-    def adopt(self, table: str, rel: str) -> int:
+    def adopt(self, table: str, rel: str, rows: int | None = None) -> int:
         """Append the staged file ``rel`` (written by :func:`write_staged`) to ``table``; returns its rows.
+
+        ``rows`` is what :func:`write_staged` returned for it: then the file's footer is not read again
+        (its existence is still checked); without it the footer gives the rows and the declaration stamp
+        is checked.
 
         Raises
         ------
@@ -200,11 +204,15 @@ class SnapshotBuilder:
             raise ValueError(f"adopt {table!r}: {rel!r} was not staged by run {self.run_id} for this table")
         path = self.warehouse.root / rel
         fp = schema_fingerprint(get_table(table).arrow_schema())
-        found = (pq.read_schema(path).metadata or {}).get(_STAGED_SCHEMA, b"none").decode()
-        if found != fp:
-            raise ValueError(f"adopt {table!r}: {path} does not match the table's declaration "
-                             f"(schema {found}, declared {fp}); write it with write_staged")
-        rows = pq.read_metadata(path).num_rows
+        if rows is None:
+            meta = pq.read_metadata(path)
+            found = (meta.schema.to_arrow_schema().metadata or {}).get(_STAGED_SCHEMA, b"none").decode()
+            if found != fp:
+                raise ValueError(f"adopt {table!r}: {path} does not match the table's declaration "
+                                 f"(schema {found}, declared {fp}); write it with write_staged")
+            rows = meta.num_rows
+        elif not path.is_file():
+            raise FileNotFoundError(f"adopt {table!r}: staged file {path} was not written")
         self._staged.discard(rel)
         if rows:
             self._ops.setdefault(table, _TableOps()).files.append(

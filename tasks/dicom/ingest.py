@@ -77,6 +77,7 @@ class BatchResult:
     keys: np.ndarray | None = None
     records: tuple[bytes, np.ndarray] | None = None
     staged: frozenset[str] = frozenset()
+    staged_rows: dict[str, int] = field(default_factory=dict)
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:

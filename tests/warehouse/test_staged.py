@@ -51,6 +51,8 @@ def test_adopt_checks_what_it_is_given(tmp_path: Path, test_tables: tuple[Table,
     rel, path = b.stage("t_scans")
     with pytest.raises(FileNotFoundError):
         b.adopt("t_scans", rel)
+    with pytest.raises(FileNotFoundError, match="was not written"):
+        b.adopt("t_scans", rel, rows=3)  # the writer's row count: the footer is not read, the file must exist
     with pytest.raises(ValueError, match="was not staged by run r1 for this table"):
         b.adopt("t_levels", rel)
     pq.write_table(scans(2, 1), path)  # not through write_staged: no declaration stamp
