@@ -26,6 +26,8 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 from skimage.transform import hough_circle, hough_circle_peaks
 
+from tasks.biomarkers.vertebral_heights import image_noise_sd
+
 SIDES = ("left", "right")
 
 
@@ -62,11 +64,6 @@ def side_from_header(ds: Any) -> str | None:
     if "RIGHT" in desc or desc.endswith(" R"):
         return "right"
     return None
-
-
-def _noise_sd(img: NDArray[np.float64]) -> float:
-    d = np.diff(img, axis=1).ravel()
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / math.sqrt(2.0))
 
 
 def _chord(img: NDArray[np.float64], thr: float, centre: NDArray[np.float64], along: NDArray[np.float64],
@@ -134,7 +131,7 @@ def measure_hip(img: NDArray[np.floating], pixel_mm: float, side: str | None = N
         raise ValueError(f"img must be 2-D with pixel_mm > 0, got shape {a.shape} and pixel_mm {pixel_mm}")
     flags: list[str] = []
     sm = ndi.gaussian_filter(a, 0.5)
-    thr = max(6.0 * _noise_sd(a), 0.05 * float(np.percentile(sm, 99.5)))
+    thr = max(6.0 * image_noise_sd(a), 0.05 * float(np.percentile(sm, 99.5)))
     bone = sm > thr
     lab, n = ndi.label(bone)
     if n == 0:

@@ -20,10 +20,11 @@ from tasks.biomarkers.vertebral_heights import (
     U_RANGE,
     BodyGuess,
     HeightMeasurement,
+    robust_quadratic,
     sample_patch,
 )
 
-__all__ = ["MIN_DISC_MM", "endplate_edge", "noise_sd", "remeasure_endplates"]
+__all__ = ["MIN_DISC_MM", "endplate_edge", "remeasure_endplates"]
 
 MIN_DISC_MM = 3.0  # narrowest thoracolumbar disc (degenerated) between two bodies
 
@@ -68,23 +69,6 @@ def endplate_edge(p: NDArray[np.float64], half_layer: float, min_contrast: float
         if p[j] >= half > p[j + 1]:
             return j + float((p[j] - half) / (p[j] - p[j + 1]))
     return float("nan")
-
-
-def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64] | None:
-    """Quadratic z(u) (``np.polyfit`` order) with residuals beyond 3 MAD (at least 1 mm) dropped."""
-    ok = np.isfinite(z)
-    uu, zz = u[ok], z[ok]
-    if len(uu) < 5:
-        return None
-    for _ in range(3):
-        coef = np.polyfit(uu, zz, 2)
-        res = zz - np.polyval(coef, uu)
-        mad = float(np.median(np.abs(res - np.median(res)))) * 1.4826
-        keep = np.abs(res) <= max(3.0 * mad, 1.0)
-        if keep.all() or keep.sum() < 5:
-            break
-        uu, zz = uu[keep], zz[keep]
-    return np.asarray(np.polyfit(uu, zz, 2), dtype=np.float64)
 
 
 def remeasure_endplates(image: NDArray[np.float64], pixel_mm: float, g: BodyGuess, m: HeightMeasurement,
@@ -137,7 +121,7 @@ def remeasure_endplates(image: NDArray[np.float64], pixel_mm: float, g: BodyGues
         col = patch[:, max(c - w, 0) : c + w + 1].mean(axis=1)
         top[q] = endplate_edge(col[n0 : up_stop + 1], hl, plate_min) * STEP_MM
         bot[q] = -endplate_edge(col[down_stop : n0 + 1][::-1], hl, plate_min) * STEP_MM
-    ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
+    ct, cb = robust_quadratic(u, top), robust_quadratic(u, bot)
     if ct is None or cb is None:
         return m
     h = np.polyval(ct, [-1.0, 0.0, 1.0]) - np.polyval(cb, [-1.0, 0.0, 1.0])
@@ -149,9 +133,3 @@ def remeasure_endplates(image: NDArray[np.float64], pixel_mm: float, g: BodyGues
         flags.append("endplates_partly_found")
     return HeightMeasurement(m.level, float(h[0]), float(h[1]), float(h[2]), m.depth_mm, m.centre_mm, n_ok,
                              flags)
-
-
-def noise_sd(image: NDArray[np.float64]) -> float:
-    """Pixel noise SD: robust SD of the differences between neighbouring columns over sqrt(2)."""
-    d = np.diff(image, axis=1).ravel()
-    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)) if d.size else 0.0

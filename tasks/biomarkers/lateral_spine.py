@@ -35,9 +35,9 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from tasks.biomarkers.genant import LEVELS
-from tasks.biomarkers.lateral_heights import MIN_DISC_MM, noise_sd, remeasure_endplates
+from tasks.biomarkers.lateral_heights import MIN_DISC_MM, remeasure_endplates
 from tasks.biomarkers.vertebral_fracture import VertebraAssessment, grade_measurements, guesses_from_centres
-from tasks.biomarkers.vertebral_heights import measure_body
+from tasks.biomarkers.vertebral_heights import image_noise_sd, measure_body
 
 BODY_MM = (8.0, 45.0)  # vertebral body heights a chain may contain (grade-3 crush to a large L3)
 DISC_MM = (2.0, 25.0)  # disc spaces between consecutive bodies (a biconcave endplate deepens one)
@@ -368,7 +368,7 @@ def assess_lateral_spine(img: NDArray[np.floating], pixel_mm: float,
     guesses = [g for g in guesses_from_centres(spine.centres, spine.half_depth_mm, posterior_sign=1.0)
                if g.level in LEVELS]
     im = np.asarray(img, dtype=np.float64)
-    sd = noise_sd(im)
+    sd = image_noise_sd(im)
     # walls and centre as on any sagittal image (profiles 1.5 mm wide against the noise, stopping short of
     # the pedicles at 60% of the half depth, inner-most walls, projection wall level), then the endplates
     # again against the disc right beyond them

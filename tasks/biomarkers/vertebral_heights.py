@@ -192,7 +192,9 @@ def outward_edges(profiles: NDArray[np.floating], start: int, stop: int, half_la
     return out
 
 
-def _robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64] | None:
+def robust_quadratic(u: NDArray[np.float64], z: NDArray[np.float64]) -> NDArray[np.float64] | None:
+    """Quadratic z(u) (``np.polyfit`` order) with residuals beyond 3 MAD (at least 1 mm) dropped; ``None``
+    with fewer than 5 finite points."""
     ok = np.isfinite(z)
     if ok.sum() < 5:
         return None
@@ -313,7 +315,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         cols = patch.column_means(cs, w)  # (N_POINTS, rows)
         top = (outward_edges(cols, n0, up_stop, hl, plate_min) - n0) * STEP_MM
         bot = (outward_edges(cols, n0, down_stop, hl, plate_min) - n0) * STEP_MM
-        ct, cb = _robust_quadratic(u, top), _robust_quadratic(u, bot)
+        ct, cb = robust_quadratic(u, top), robust_quadratic(u, bot)
         n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
         if ct is None or cb is None:
             return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, ["endplates_not_found"])
