@@ -17,16 +17,15 @@ from collections.abc import Iterable, Iterator
 from itertools import islice
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.dicom.ingest import (
     DRIVER_COLUMNS,
     BatchResult,
     Resolved,
+    drop_positions,
     index_batch,
+    mark_duplicates,
     narrow_for_driver,
     summarise_batch,
     with_run_id,
@@ -123,7 +122,6 @@ def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage: dict
         if result.manifest is not None and "manifest" in stage:
             result.staged_rows["manifest"] = write_staged("manifest", stage["manifest"],
                                                           with_run_id(result.manifest, run_id))
-            result.staged |= {"manifest"}
             result.manifest = result.manifest.slice(0, 0)  # written: the driver needs none of it
         if result.parsed.num_rows and "instances" in stage:
             result.staged_rows["instances"] = write_staged("instances", stage["instances"], result.parsed)
@@ -137,16 +135,8 @@ def rewrite_staged(table: str, src: str, dst: str, drop_rows: list[int] | None =
                    duplicate_paths: list[str] | None = None) -> int:
     """Write staged file ``src`` of ``table`` again at ``dst``: less the rows at positions ``drop_rows``
     (instances), or with the status of ``duplicate_paths`` set to ``duplicate`` (manifest)."""
-    rows = pq.read_table(src)
-    if drop_rows:
-        keep = np.ones(rows.num_rows, bool)
-        keep[drop_rows] = False
-        rows = rows.filter(pa.array(keep))
-    if duplicate_paths:
-        i = rows.schema.get_field_index("status")
-        dup = pc.is_in(rows.column("path"), value_set=pa.array(duplicate_paths, pa.string()))
-        rows = rows.set_column(i, rows.schema.field(i), pc.if_else(dup, "duplicate", rows.column("status")))
-    return write_staged(table, dst, rows)
+    rows = drop_positions(pq.read_table(src), drop_rows or [])
+    return write_staged(table, dst, mark_duplicates(rows, duplicate_paths or []))
 
 
 class BatchRunner:
@@ -247,10 +237,8 @@ class BatchRunner:
         if not res.dropped or "instances" not in result.staged:
             return
         full = pq.read_table(self.builder.warehouse.root / rels["instances"], columns=list(DRIVER_COLUMNS))
-        keep = np.ones(full.num_rows, bool)
-        keep[res.dropped] = False
         result.parsed = full
-        res.instances = full.filter(pa.array(keep))
+        res.instances = drop_positions(full, res.dropped)
 
     def finish(self) -> None:
         """Wait for the rewrites of batches with duplicates and adopt their files."""

@@ -76,18 +76,21 @@ class BatchResult:
     manifest: pa.Table | None = None
     keys: np.ndarray | None = None
     records: tuple[bytes, np.ndarray] | None = None
-    staged: frozenset[str] = frozenset()
     staged_rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def staged(self) -> frozenset[str]:
+        """The tables whose rows of this batch were written where it ran (see ``staged_rows``)."""
+        return frozenset(self.staged_rows)
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:
-    """Mark a batch whose instance rows were written where it ran and keep none of the columns of
-    ``parsed``, only its row count (a column ``_rows`` of nulls): duplicate resolution reads the UIDs, paths and hashes it needs from the
-    spill records (:func:`records_at`), and a batch that loses rows to duplicates is re-summarised from
-    :data:`DRIVER_COLUMNS` read back from its file."""
+    """Of a batch whose instance rows were written where it ran, keep none of the columns of ``parsed``,
+    only its row count (a column ``_rows`` of nulls): duplicate resolution reads the UIDs, paths and hashes
+    it needs from the spill records (:func:`records_at`), and a batch that loses rows to duplicates is
+    re-summarised from :data:`DRIVER_COLUMNS` read back from its file."""
     # a null-typed column keeps the row count (a table without columns loses it when pickled) in no bytes
     result.parsed = pa.table({"_rows": pa.nulls(result.parsed.num_rows)})
-    result.staged |= {"instances"}
     return result
 
 
@@ -354,22 +357,31 @@ def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[st
     else:
         known.update(added)
     manifest = batch.manifest if batch.manifest is not None else summarise_manifest(batch)
-    if dups:
-        is_dup = pc.is_in(manifest.column("path"), value_set=pa.array([d["path"] for d in dups], pa.string()))
-        i = manifest.schema.get_field_index("status")
-        manifest = manifest.set_column(i, manifest.schema.field(i),
-                                       pc.if_else(is_dup, "duplicate", manifest.column("status")))
-    kept = p if not dropped else p.filter(pa.array(np.isin(np.arange(n), dropped, invert=True)))
-    return Resolved(instances=kept, duplicates=_to_table("duplicates", dups), quarantine=q,
-                    manifest=_with_run_id(manifest, run_id), dropped=dropped)
+    manifest = mark_duplicates(manifest, [d["path"] for d in dups])
+    return Resolved(instances=drop_positions(p, dropped), duplicates=_to_table("duplicates", dups), quarantine=q,
+                    manifest=with_run_id(manifest, run_id), dropped=dropped)
+
+
+def mark_duplicates(manifest: pa.Table, paths: Sequence[str]) -> pa.Table:
+    """Manifest rows with the ``status`` of ``paths`` set to ``duplicate``."""
+    if not paths:
+        return manifest
+    is_dup = pc.is_in(manifest.column("path"), value_set=pa.array(list(paths), pa.string()))
+    i = manifest.schema.get_field_index("status")
+    return manifest.set_column(i, manifest.schema.field(i), pc.if_else(is_dup, "duplicate", manifest.column("status")))
+
+
+def drop_positions(table: pa.Table, positions: Sequence[int]) -> pa.Table:
+    """``table`` without the rows at ``positions``."""
+    if not positions:
+        return table
+    keep = np.ones(table.num_rows, bool)
+    keep[list(positions)] = False
+    return table.filter(pa.array(keep))
 
 
 def with_run_id(table: pa.Table, run_id: str) -> pa.Table:
     """``table`` with its ``run_id`` column set to ``run_id``."""
-    return _with_run_id(table, run_id)
-
-
-def _with_run_id(table: pa.Table, run_id: str) -> pa.Table:
     i = table.schema.get_field_index("run_id")
     return table.set_column(i, table.schema.field(i), pa.array([run_id] * table.num_rows, pa.string()))
 
