@@ -31,6 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from schemas import get_table
+from warehouse.parquet_io import tmp_path
 
 __all__ = ["Partition", "PARTITIONS", "COMPACT_AT", "TARGET_ROWS", "compact_files"]
 
@@ -121,18 +122,17 @@ class _Out:
             self.lease(rel)  # before the file exists
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
             entry = {**self.entry, "path": rel, "rows": 0}
             if self.partition is not None:
                 entry["partition"] = f"{self.partition.name}={'null' if part is None else part}"
-            writer = pq.ParquetWriter(tmp, self.decl.arrow_schema(), compression="zstd")
+            writer = pq.ParquetWriter(tmp_path(path), self.decl.arrow_schema(), compression="zstd")
             self._open[part] = (writer, path, entry)
         return self._open[part]
 
     def _close(self, part: Any) -> None:
         writer, path, entry = self._open.pop(part)
         writer.close()
-        os.replace(path.with_name(f".{path.name}.tmp"), path)
+        os.replace(tmp_path(path), path)
         self.entries.append(entry)
 
     def close(self) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 
 from schemas.core import Table
 
-__all__ = ["schema_fingerprint", "now", "atomic_write", "write_parquet", "read_files"]
+__all__ = ["schema_fingerprint", "now", "atomic_write", "tmp_path", "write_parquet", "read_files"]
 
 
 def schema_fingerprint(schema: pa.Schema) -> str:
@@ -35,10 +35,15 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def tmp_path(path: Path) -> Path:
+    """Where a data file is written before it is renamed into place (hidden: views list files explicitly)."""
+    return path.with_name(f".{path.name}.tmp")
+
+
 def write_parquet(root: Path, relpath: str, table: pa.Table) -> None:
     path = root / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = tmp_path(path)
     pq.write_table(table, tmp, compression="zstd", row_group_size=1 << 20)
     os.replace(tmp, path)
 
