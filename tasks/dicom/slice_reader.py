@@ -219,15 +219,33 @@ def parse(p: str, buf: bytes | memoryview) -> tuple[FastView, Payload]:
     return view, payload
 
 
+_FLOOR_PLANES: dict[tuple[tuple[int, ...], str, float], np.ndarray] = {}
+
+
+def _floor_plane(shape: tuple[int, ...], dtype: np.dtype | type, floor: float) -> np.ndarray:
+    """A read-only array of ``shape`` filled with ``floor`` (cached; a few entries per process)."""
+    key = (tuple(shape), np.dtype(dtype).str, float(floor))
+    plane = _FLOOR_PLANES.get(key)
+    if plane is None:
+        if len(_FLOOR_PLANES) >= 8:
+            _FLOOR_PLANES.clear()
+        plane = np.full(shape, floor, dtype=dtype)
+        plane.flags.writeable = False
+        _FLOOR_PLANES[key] = plane
+    return plane
+
+
 def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.ndarray,
                 scratch: np.ndarray | None = None) -> None:
     """Write the HU of one single-frame slice into ``out`` (rows x columns float32), padding clipped to -1024 HU.
 
     Native little-endian 16-bit data is read from the file bytes with ``numpy.frombuffer``; anything else
     (compressed syntaxes through pylibjpeg, 8/32-bit, big endian) goes through pydicom's ``pixel_array``.
-    With slope 1 and a whole-number intercept (nearly every CT) the clip to -1024 HU is done on the stored
-    integers (into ``scratch``, a rows x columns array of the stored dtype, allocated when not given) before
-    the one conversion to float32; the values are identical to clipping the float HU.
+    With slope 1 and a whole-number intercept (nearly every CT) the clip to -1024 HU and the intercept are
+    applied to the stored integers (into ``scratch``, a rows x columns array of the stored dtype, allocated
+    when not given) before the one conversion to float32; the values are identical to clipping the float
+    HU. The clip compares against a whole array of the floor value (:func:`_floor_plane`): numpy's
+    ``maximum`` against a scalar takes several times longer than against an array.
     """
     n = rows * columns
     pos = payload.pixel_pos
@@ -253,20 +271,21 @@ def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.nd
         # Stored values below -1024 - intercept become air; HU = stored + intercept is exact in float32.
         info = np.iinfo(raw.dtype)
         floor = -1024 - int(intercept)
-        if floor > info.min:
-            if floor > info.max:
-                out.fill(np.float32(-1024.0))
-                return
-            if scratch is None or scratch.shape != raw.shape or scratch.dtype != raw.dtype:
-                scratch = np.empty(raw.shape, dtype=raw.dtype)
-            np.maximum(raw, raw.dtype.type(floor), out=scratch)
-            raw = scratch
-            if raw.dtype == np.int16 and -32768 <= intercept <= 0:
-                # Clipped stored values plus a non-positive intercept stay within int16 (>= -1024 HU).
-                np.add(raw, np.int16(intercept), out=raw)
-                np.copyto(out, raw, casting="unsafe")
-                return
-        np.copyto(out, raw, casting="unsafe")
+        if floor > info.max:
+            out.fill(np.float32(-1024.0))
+            return
+        if scratch is None or scratch.shape != raw.shape or scratch.dtype != raw.dtype:
+            scratch = np.empty(raw.shape, dtype=raw.dtype)
+        src = raw
+        if floor > info.min and int(raw.min()) < floor:
+            np.maximum(raw, _floor_plane(raw.shape, raw.dtype, floor), out=scratch)
+            src = scratch
+        if raw.dtype == np.int16 and -32768 <= intercept <= 0:
+            # Stored values >= floor plus a non-positive intercept stay within int16 (>= -1024 HU).
+            np.add(src, np.int16(intercept), out=scratch)
+            np.copyto(out, scratch, casting="unsafe")
+            return
+        np.copyto(out, src, casting="unsafe")
         if intercept != 0.0:
             out += np.float32(intercept)
         return
@@ -279,4 +298,4 @@ def decode_into(path: str, rows: int, columns: int, payload: Payload, out: np.nd
     # below -1024 HU (a cheap integer pass instead of a float one).
     lo = float(raw.min()) * slope + intercept
     if lo < -1024.0:
-        np.maximum(out, np.float32(-1024.0), out=out)
+        np.maximum(out, _floor_plane(out.shape, np.float32, -1024.0), out=out)
