@@ -50,6 +50,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from tasks.biomarkers import morphology as morph
+from tasks.biomarkers.distance import edt_2d
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
@@ -137,7 +138,7 @@ def _split(inner: np.ndarray, spacing_yx: tuple[float, float]) -> tuple[np.ndarr
     cols = np.nonzero(inner.any(axis=0))[0]
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     m = inner[r0:r1, c0:c1]
-    dist = ndi.distance_transform_edt(m, sampling=spacing_yx)
+    dist = edt_2d(m, spacing_yx)
     # h-maxima by reconstruction (regional maxima of dist - h reconstructed under dist), on a ~1.5 mm
     # subsample: the markers only need to find the compact pieces, the watershed runs at full resolution.
     f = max(1, int(round(1.5 / max(min(spacing_yx), 1e-6))))
@@ -314,7 +315,7 @@ def _segment(
     dist = np.zeros(fascia.shape, dtype=np.float64)
     fbox = morph.bounding_box(fascia, 1)
     if fbox is not None:
-        dist[fbox] = ndi.distance_transform_edt(fascia[fbox], sampling=(dy, dx))
+        dist[fbox] = edt_2d(fascia[fbox], (dy, dx))
     wall = muscle & (dist <= _wall_mm(fascia, dist, muscle) + 0.5)
     inner = muscle & fascia & ~wall
     if wall.sum() > 50:

@@ -30,6 +30,8 @@ from tasks.dicom.volume import Volume
 DEFAULT_LAGS: tuple[int, ...] = (1, 2, 3, 4)
 # HU window for the quantisation of CT trabecular bone (fixed, so features compare across series).
 TRABECULAR_WINDOW_HU: tuple[float, float] = (-100.0, 500.0)
+GLCM_LEVELS = 32
+GLCM_DISTANCES: tuple[int, ...] = (1, 2)
 GLCM_PROPS: tuple[str, ...] = ("contrast", "dissimilarity", "homogeneity", "energy", "correlation")
 TEXTURE_LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
 
@@ -146,8 +148,8 @@ def glcm_features(
     mask: NDArray[np.bool_] | None = None,
     *,
     window: tuple[float, float] = TRABECULAR_WINDOW_HU,
-    levels: int = 32,
-    distances: Sequence[int] = (1, 2),
+    levels: int = GLCM_LEVELS,
+    distances: Sequence[int] = GLCM_DISTANCES,
 ) -> GlcmFeatures:
     """GLCM features of the masked region of a 2-D image or a 3-D stack (slices along axis 0).
 
@@ -169,6 +171,14 @@ def glcm_features(
     Pairs with a pixel outside the mask are not counted (masked pixels get a reserved level 0 whose row
     and column are dropped before normalisation).
     """
+    total, n = _glcm_counts(image, mask, window, levels, distances)
+    return _features([(total, n)])[0]
+
+
+def _glcm_counts(image: NDArray[np.floating], mask: NDArray[np.bool_] | None, window: tuple[float, float],
+                 levels: int, distances: Sequence[int]) -> tuple[NDArray[np.float64], int]:
+    """Co-occurrence counts ``(levels, levels, n_distances, 4)`` of the masked region and its pixel count
+    (the first half of :func:`glcm_features`)."""
     img = np.asarray(image)
     if img.ndim == 2:
         img = img[None]
@@ -186,17 +196,35 @@ def glcm_features(
     q = np.clip(((img - lo) / (hi - lo) * levels).astype(np.int64), 0, levels - 1) + 1
     q[~m] = 0
     angles = [0.0, np.pi / 4, np.pi / 2, 3 * np.pi / 4]
-    total = _cooccurrence(q, distances, angles, levels)
-    n = int(m.sum())
-    sums = total.sum(axis=(0, 1), keepdims=True)
-    if n == 0 or not np.all(sums > 0):
-        nan = float("nan")
-        return GlcmFeatures(nan, nan, nan, nan, nan, nan, n)
-    p = total / sums
-    props = {name: float(np.nanmean(v)) for name, v in _glcm_props(p).items()}
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ent = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=(0, 1))
-    return GlcmFeatures(entropy=float(np.mean(ent)), n_pixels=n, **props)
+    return _cooccurrence(q, distances, angles, levels), int(m.sum())
+
+
+def _features(counts: Sequence[tuple[NDArray[np.float64], int]]) -> list[GlcmFeatures]:
+    """:class:`GlcmFeatures` of several regions' co-occurrence counts (same levels, distances and angles),
+    with the properties of all regions computed in one pass (their matrices side by side along the last
+    axis; every property is computed per matrix, so the values are those of one region at a time)."""
+    nan = float("nan")
+    out: list[GlcmFeatures | None] = [None] * len(counts)
+    good: list[int] = []
+    blocks: list[NDArray[np.float64]] = []
+    for r, (total, n) in enumerate(counts):
+        sums = total.sum(axis=(0, 1), keepdims=True)
+        if n == 0 or not np.all(sums > 0):
+            out[r] = GlcmFeatures(nan, nan, nan, nan, nan, nan, n)
+            continue
+        good.append(r)
+        blocks.append(total / sums)
+    if blocks:
+        nd, na = blocks[0].shape[2:]
+        p = np.concatenate(blocks, axis=3)  # (levels, levels, nd, na * regions)
+        props = _glcm_props(p)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ent = -np.nansum(np.where(p > 0, p * np.log2(p), 0.0), axis=(0, 1))
+        for b, r in enumerate(good):
+            cols = slice(b * na, (b + 1) * na)
+            vals = {name: float(np.nanmean(v[:, cols])) for name, v in props.items()}
+            out[r] = GlcmFeatures(entropy=float(np.mean(ent[:, cols])), n_pixels=counts[r][1], **vals)
+    return [f for f in out if f is not None]
 
 
 def _bbox(m: NDArray[np.bool_]) -> tuple[slice, ...]:
@@ -286,6 +314,7 @@ def ct_trabecular_texture(volume: Volume, vertebrae: Sequence[VertebraLabel],
     not across scanners. Bodies without a mask are skipped.
     """
     out: list[RegionTexture] = []
+    measured: list[tuple[int, NDArray[np.float64], int]] = []  # (index in out, counts, pixels)
     _, dy, dx = volume.spacing_mm
     for v in vertebrae:
         if v.level not in TEXTURE_LEVELS or v.body_mask is None or not v.body_mask.any():
@@ -307,7 +336,12 @@ def ct_trabecular_texture(volume: Volume, vertebrae: Sequence[VertebraLabel],
         if roi.sum() < 50:
             out.append(RegionTexture(v.level, None, None, None, ("trabecular_region_too_small",)))
             continue
-        out.append(RegionTexture(v.level, None, glcm_features(sub, roi), float(sub[roi].mean())))
+        total, n = _glcm_counts(sub, roi, TRABECULAR_WINDOW_HU, GLCM_LEVELS, GLCM_DISTANCES)
+        measured.append((len(out), total, n))
+        out.append(RegionTexture(v.level, None, None, float(sub[roi].mean())))
+    # The features of all bodies in one pass (same values as glcm_features body by body).
+    for (i, _, _), g in zip(measured, _features([(t, n) for _, t, n in measured]), strict=True):
+        out[i] = RegionTexture(out[i].region, None, g, out[i].mean_intensity)
     return out
 
 
