@@ -30,6 +30,7 @@ from scipy import ndimage as ndi
 
 from schemas.enums import StrValueEnum
 from tasks.biomarkers import morphology as morph
+from tasks.biomarkers.distance import edt_2d
 from tasks.dicom.volume import Volume, block_mean, grid_factors
 
 LEVELS: tuple[str, ...] = ("T10", "T11", "T12", "L1", "L2", "L3", "L4", "L5")
@@ -182,21 +183,32 @@ def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndar
     # A dilation (2 px, >= 4 mm) seals the thin, partial-volumed or aliased cortex so the filled ring
     # becomes the body (a closing would reopen gaps wider than its radius). Radii are 2 px smaller.
     m = morph.fill_holes(morph.dilate(g.hu[:, i0:i1, j0:j1] > BONE_HU, _DISK3_R, _DISK3_R))
-    rows_any: np.ndarray = np.asarray(m.any(axis=2))
-    cols_any: np.ndarray = np.asarray(m.any(axis=1))
-    ny, nx = m.shape[1:]
-    for k in np.nonzero(rows_any.any(axis=1))[0]:
-        # On the slice's bone box with a one-pixel ring (clipped at the window): the nearest background of
-        # every pixel lies inside it, and raster order (argmax ties) is kept.
-        r = np.nonzero(rows_any[k])[0]
-        c = np.nonzero(cols_any[k])[0]
-        a0, a1 = max(0, r[0] - 1), min(ny, r[-1] + 2)
-        b0, b1 = max(0, c[0] - 1), min(nx, c[-1] + 2)
-        dt = ndi.distance_transform_edt(m[k, a0:a1, b0:b1], sampling=(sy, sx))
-        a = int(np.argmax(dt))
-        ii, jj = np.unravel_index(a, dt.shape)
-        radius[k] = float(dt.flat[a])
-        where[k] = (i0 + a0 + ii, j0 + b0 + jj)
+    rows_any = m.any(axis=2)
+    ny = m.shape[1]
+    # The distances of each slice as on its own (the window's edge is not background): the slices are
+    # stacked in one mosaic with a background row between them, which changes no distance of a slice
+    # whose bone stays clear of the window's top and bottom rows (its nearest background is then on its
+    # own slice, nearer than the separator); a slice whose bone reaches them is transformed alone. The
+    # mosaic's left and right edges are the window's, as before. Raster order (argmax ties) is kept.
+    ks = np.nonzero(rows_any.any(axis=1))[0]
+    clear = ~rows_any[ks, 0] & ~rows_any[ks, -1]
+    together, alone = ks[clear], ks[~clear]
+    if len(together):
+        stack = np.zeros((len(together), ny + 1, m.shape[2]), dtype=bool)
+        stack[:, :ny] = m[together]
+        dt = edt_2d(stack.reshape(-1, m.shape[2]), (sy, sx)).reshape(stack.shape)
+        flat = dt.reshape(len(together), -1)
+        a = np.argmax(flat, axis=1)
+        radius[together] = flat[np.arange(len(together)), a]
+        ii, jj = np.divmod(a, m.shape[2])
+        where[together, 0] = i0 + ii
+        where[together, 1] = j0 + jj
+    for k in alone:
+        dk = ndi.distance_transform_edt(m[k], sampling=(sy, sx))
+        a1 = int(np.argmax(dk))
+        ii1, jj1 = np.unravel_index(a1, dk.shape)
+        radius[k] = float(dk[ii1, jj1])
+        where[k] = (i0 + ii1, j0 + jj1)
     return radius, where
 
 
