@@ -183,7 +183,7 @@ def _slice_radius(g: SpineGrid, win: tuple[int, int, int, int]) -> tuple[np.ndar
     # A dilation (2 px, >= 4 mm) seals the thin, partial-volumed or aliased cortex so the filled ring
     # becomes the body (a closing would reopen gaps wider than its radius). Radii are 2 px smaller.
     m = morph.fill_holes(morph.dilate(g.hu[:, i0:i1, j0:j1] > BONE_HU, _DISK3_R, _DISK3_R))
-    rows_any = m.any(axis=2)
+    rows_any: np.ndarray = np.asarray(m.any(axis=2))
     ny = m.shape[1]
     # The distances of each slice as on its own (the window's edge is not background): the slices are
     # stacked in one mosaic with a background row between them, which changes no distance of a slice
