@@ -18,6 +18,9 @@ phantoms of the same patients (``--seed``), and again on held-out population see
 ``ct_ho_*`` / ``ct5_ho_*``) that were not used to tune the measurement.
 
     .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
+    .venv/bin/python bench/fragility_accuracy.py --ct-only --ct-heldout-seeds 53 59 61 67 --ct-heldout-per-seed 10
+
+``--ct-only`` skips the radiograph, hip and texture parts (and prints only the CT fields).
 """
 
 from __future__ import annotations
@@ -277,6 +280,12 @@ def bench_archive(root: Path) -> dict[str, Any]:
     return out
 
 
+def _fields(fields: dict[str, float], scores: list[tuple[str, dict[str, float]]]) -> None:
+    for name, sc in scores:
+        for m in ("exact", "sens", "spec", "heights", "tp", "n_pos", "pos_missing", "missing", "n"):
+            fields[f"{name}_{m}"] = sc[m]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=10, help="patients with a prevalent fracture per modality")
@@ -288,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="population seeds of the held-out CT phantoms (thin and thick; none: skipped)")
     ap.add_argument("--ct-heldout-per-seed", type=int, default=8,
                     help="fractured patients per held-out CT seed")
+    ap.add_argument("--ct-only", action="store_true", help="only the CT phantoms (no radiographs, hip, texture)")
     args = ap.parse_args(argv)
     pop = make_population(40 * args.patients, args.seed)
     frac = [p for p in pop if p.fractures][: args.patients]
@@ -297,15 +307,24 @@ def main(argv: list[str] | None = None) -> int:
     held = fracture_enriched(tuple(args.ct_heldout_seeds), args.ct_heldout_per_seed) if args.ct_heldout_seeds else []
     ct_ho = bench_ct(held, 2.5, 0.78)[0] if held else None
     ct5_ho = bench_ct(held, 5.0, 1.5)[0] if held else None
-    dx = bench_dx(frac, 1.0)
-    dx_enriched = bench_dx(fracture_enriched(tuple(args.dx_seeds), 10), 1.0)
-    hip = bench_hip(anyone)
-    tex = bench_texture(anyone)
     print(f"CT 2.5 mm / 0.78 mm (seed {args.seed}, {len(frac)} fractured patients): {ct}")
     print(f"CT 5 mm / 1.5 mm    (seed {args.seed}, {len(frac)} fractured patients): {ct5}")
     if held:
         print(f"CT 2.5 mm held out (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct_ho}")
         print(f"CT 5 mm held out   (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct5_ho}")
+    fields: dict[str, float] = {}
+    scores = [("ct", ct), ("ct5", ct5)]
+    if ct_ho is not None and ct5_ho is not None:
+        scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho)]
+    if args.ct_only:
+        _fields(fields, scores)
+        fields["assess_vs_label_time"] = ratio
+        print("fragility_accuracy: " + " ".join(f"{k}={v:.3f}" for k, v in fields.items()))
+        return 0
+    dx = bench_dx(frac, 1.0)
+    dx_enriched = bench_dx(fracture_enriched(tuple(args.dx_seeds), 10), 1.0)
+    hip = bench_hip(anyone)
+    tex = bench_texture(anyone)
     print(f"DX 1.0 mm:           {dx}")
     print(f"DX enriched (seeds {args.dx_seeds} x 10 fractured patients): {dx_enriched}")
     print(f"hip (DXA 0.5 mm):    {hip}")
@@ -315,13 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         arch = bench_archive(args.archive)
         for k, v in arch.items():
             print(f"archive {k}: {v}")
-    fields: dict[str, float] = {}
-    scores = [("ct", ct), ("ct5", ct5), ("dx", dx), ("dxe", dx_enriched)]
-    if ct_ho is not None and ct5_ho is not None:
-        scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho)]
-    for name, sc in scores:
-        for m in ("exact", "sens", "spec", "heights", "tp", "n_pos", "pos_missing", "missing", "n"):
-            fields[f"{name}_{m}"] = sc[m]
+    _fields(fields, [*scores, ("dx", dx), ("dxe", dx_enriched)])
     fields.update({"hip_within3pct": hip["within3pct"], "tbs_auc": tex["auc"], "assess_vs_label_time": ratio})
     for k, v in arch.items():
         for m in ("n", "missing", "exact", "sens", "tp", "n_pos", "pos_missing", "spec", "heights", "failed"):

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy import ndimage as ndi
 
 from schemas.tables.fragility import VERTEBRAL_FRACTURES
-from tasks.biomarkers.genant import LEVELS, FractureType, GenantResult, grade_vertebrae
+from tasks.biomarkers.genant import LEVELS, PLAUSIBLE_HEIGHT_MM, FractureType, GenantResult, grade_vertebrae
 from tasks.biomarkers.ranges import enforce_ranges
 from tasks.biomarkers.spine import VertebraLabel
 from tasks.biomarkers.vertebral_heights import (
@@ -158,6 +158,10 @@ def sagittal_reformats(volume: Volume, columns: Sequence[float], slab_mm: float 
 THICK_SLICE_MM = 3.0  # slice spacing above which the labeller's z is kept (see assess_ct)
 THICK_REACH = 0.5  # thick slices: endplate searches reach this many slices beyond half-way to the neighbour
 CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
+# The level outside a vertebral wall is read within this distance of the wall's peak: further out there may
+# be fat or a vessel (retroperitoneal fat in front of the lumbar bodies), darker than the soft tissue next to
+# the wall, and a floor taken there drags the wall outwards across that soft tissue (by up to 3 mm).
+CT_WALL_FLOOR_MM = 4.0
 
 
 def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], centre: tuple[float, float],
@@ -207,6 +211,16 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
     return best[2] if best is not None else None
 
 
+def _usable(m: HeightMeasurement) -> bool:
+    """A measurement whose centre can seed the next one: found, with every height anatomically plausible
+    (:data:`tasks.biomarkers.genant.PLAUSIBLE_HEIGHT_MM`). Heights of a few mm mean both endplate searches
+    started beside one endplate (a start far from the body centre), and that centre must not be kept."""
+    if m.centre_mm is None:
+        return False
+    lo, hi = PLAUSIBLE_HEIGHT_MM
+    return all(h is not None and lo <= h <= hi for h in (m.anterior_mm, m.middle_mm, m.posterior_mm))
+
+
 def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[VertebraAssessment]:
     """Heights, ratios and Genant grades of the levels T10-L5 found in a CT volume.
 
@@ -236,6 +250,11 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     stops at half-way (with the labeller's centre a few mm off) sees it rise but not fall, so the body got
     no grade. An endplate inside one thick slice is still located only to within that slice (heights
     within 1.5 mm or 7% for about half of the bodies at 5 mm; see ``bench/fragility_accuracy.py``).
+
+    The walls are read against the tissue within ``CT_WALL_FLOOR_MM`` of them (fat further in front of a
+    lumbar body dragged the anterior wall up to 3 mm outwards). A measurement with a height outside
+    ``PLAUSIBLE_HEIGHT_MM`` counts as failed for the next start (its centre is replaced by the neighbours'
+    mid-point where it has two), so a start beside one endplate is not carried over.
 
     The reformats are shared: bodies whose slabs are the same voxel columns use one image, and its noise
     is estimated once (:func:`sagittal_reformats`).
@@ -277,24 +296,29 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         for g in guesses_from_centres(ordered, half_depths):
             if thick_reach:
                 g = replace(g, up_mm=g.up_mm + thick_reach, down_mm=g.down_mm + thick_reach)
-            if step == 0 or (g.level in LEVELS and (step == 1 or ms[g.level].centre_mm is None)):
+            if step == 0 or (g.level in LEVELS and (step == 1 or not _usable(ms[g.level]))):
                 img, spacing = images[g.level]
-                ms[g.level] = measure_body(img, spacing, g, noise_sd=noise[id(img)])
-        # next start: the measured centre; for a body that failed, half-way between its measured neighbours
+                ms[g.level] = measure_body(img, spacing, g, noise_sd=noise[id(img)], wall_floor_mm=CT_WALL_FLOOR_MM)
+        # next start: the measured centre; for a body that failed or came out implausibly low (both endplate
+        # searches started beside one endplate), half-way between its measured neighbours
         ordered = sorted(centres, key=lambda c: -c[1])
         new = []
         for i, (lv, r_mm, c_mm) in enumerate(ordered):
             m = ms[lv]
-            if m.centre_mm is not None:
+            if _usable(m):
+                assert m.centre_mm is not None
                 new.append((lv, *m.centre_mm))
                 continue
-            nb = [ms[ordered[j][0]].centre_mm for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
+            nb = [ms[ordered[j][0]].centre_mm if _usable(ms[ordered[j][0]]) else None
+                  for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
             if len(nb) == 2 and nb[0] is not None and nb[1] is not None:
                 new.append((lv, 0.5 * (nb[0][0] + nb[1][0]), 0.5 * (nb[0][1] + nb[1][1])))
+            elif m.centre_mm is not None:  # an end of the column: the implausible body's centre is all there is
+                new.append((lv, *m.centre_mm))
             else:
                 new.append((lv, r_mm, c_mm))
         centres = new
-        half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and m.centre_mm})
+        half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and _usable(m)})
     measured = [ms[v.level] for v in sorted(vertebrae, key=lambda v: -v.z_mm) if v.level in LEVELS]
     for m in measured:
         if "partial_body" in by_level[m.level].flags:

@@ -117,7 +117,7 @@ class _Patch:
 
 
 def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0,
-                 min_contrast: float = 0.0, fraction: float = 0.5) -> float | None:
+                 min_contrast: float = 0.0, fraction: float = 0.5, floor_reach: int | None = None) -> float | None:
     """Fractional index of the outer surface of a bright structure between ``start`` and ``stop``.
 
     Walks from ``start`` (inside the body) towards ``stop`` (exclusive; either direction). The peak is the
@@ -128,15 +128,19 @@ def outward_edge(profile: NDArray[np.floating], start: int, stop: int, half_laye
     centre but not its half-maximum edges. Otherwise (a plateau) it is the first outward crossing of
     floor + ``fraction`` * (peak - floor) (the half maximum by default), linearly interpolated. Returns None
     when the peak does not stand out from the floor (by a quarter of the profile's range, and by
-    ``min_contrast``, e.g. a few noise SDs).
+    ``min_contrast``, e.g. a few noise SDs). With ``floor_reach`` (indices) the floor is the minimum within
+    that many samples beyond the peak rather than in the whole range: the tissue right outside the
+    layer, not a darker one further out (fat or a vessel a few mm in front of a vertebral wall, which
+    would pull a cortical layer's centroid outwards across the soft tissue in between).
     """
     e = float(outward_edges(np.asarray(profile, dtype=np.float64)[None, :], start, stop, half_layer,
-                            min_contrast, fraction)[0])
+                            min_contrast, fraction, floor_reach)[0])
     return None if math.isnan(e) else e
 
 
 def outward_edges(profiles: NDArray[np.floating], start: int, stop: int, half_layer: float = 0.0,
-                  min_contrast: float = 0.0, fraction: float = 0.5) -> NDArray[np.float64]:
+                  min_contrast: float = 0.0, fraction: float = 0.5,
+                  floor_reach: int | None = None) -> NDArray[np.float64]:
     """:func:`outward_edge` of every row of ``profiles`` (2-D) at once; NaN where it returns None."""
     step = 1 if stop > start else -1
     prof = np.asarray(profiles, dtype=np.float64)
@@ -155,7 +159,8 @@ def outward_edges(profiles: NDArray[np.floating], start: int, stop: int, half_la
     hit = (p[:, :-1] >= level[:, None]) & (p[:, :-1] >= p[:, 1:])
     k = np.where(hit.any(axis=1), hit.argmax(axis=1), n - 1)
     kk = k[:, None]
-    floor = np.where(j >= kk, p, np.inf).min(axis=1)
+    beyond_peak = j >= kk if floor_reach is None else (j >= kk) & (j <= kk + floor_reach)
+    floor = np.where(beyond_peak, p, np.inf).min(axis=1)
     peak = p[rows, k]
     span = np.maximum(peak - np.minimum(floor, p0), 1e-9)
     found = ~(peak - floor < np.maximum(MIN_EDGE_CONTRAST * span, min_contrast))
@@ -233,7 +238,8 @@ def image_noise_sd(image: NDArray[np.floating]) -> float:
 
 def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
                  column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
-                 projection: bool = False, noise_sd: float | None = None) -> HeightMeasurement:
+                 projection: bool = False, noise_sd: float | None = None,
+                 wall_floor_mm: float | None = None) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -259,6 +265,10 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     noise_sd
         Pixel noise SD of ``image`` (:func:`image_noise_sd`); pass it when several bodies are measured on
         the same image so that it is estimated once.
+    wall_floor_mm
+        Take the level outside a wall from the first ``wall_floor_mm`` beyond its peak
+        (:func:`outward_edge`'s ``floor_reach``; CT, where fat or a vessel may lie a few mm in front of
+        the body); None: from the whole search range.
 
     Notes
     -----
@@ -281,6 +291,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     down_stop = max(n0 - int(g.down_mm / STEP_MM), 0) - 1
     w = max(1, int(round(column_half_mm / STEP_MM)))
     wl, lv = (0.0, PROJECTION_WALL_LEVEL) if projection else (hl, 0.5)
+    reach = None if wall_floor_mm is None else max(1, int(round(wall_floor_mm / STEP_MM)))
 
     def attempt(bands_mm: tuple[tuple[float, float], tuple[float, float]]) -> HeightMeasurement | tuple[
             float, float, NDArray[np.float64], NDArray[np.float64], int]:
@@ -296,9 +307,10 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
             if not rr:
                 continue
             row = ndi.uniform_filter1d(patch.sample(np.asarray(rr, dtype=np.intp), None).mean(axis=0), size=3)
-            a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, wl, wall_min, lv)
+            a = outward_edge(row, m0, max(m0 - int((g.half_depth_mm + 10) / STEP_MM), 0) - 1, wl, wall_min, lv,
+                             reach)
             b = outward_edge(row, m0, min(m0 + int((g.half_depth_mm + 8) / STEP_MM), len(row) - 1) + 1, wl,
-                             wall_min, lv)
+                             wall_min, lv, reach)
             if a is not None:
                 ants.append(a)
             if b is not None:

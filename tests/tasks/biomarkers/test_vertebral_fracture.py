@@ -77,6 +77,23 @@ def test_outward_edge_plateau_and_thin_layer() -> None:
     assert outward_edge(step, 10, 12) is None  # range too short
 
 
+def test_wall_floor_is_the_tissue_next_to_the_wall() -> None:
+    # a cortical wall (4 samples at 0.25 mm, blurred), 6 mm of soft tissue (40 HU) in front of it, then fat
+    # (-100 HU): the floor of the whole range is the fat, and the soft tissue above it counts as part of the
+    # layer, pulling the wall outwards; with floor_reach the floor is the soft tissue right outside
+    prof = np.r_[np.full(40, 120.0), np.full(4, 900.0), np.full(24, 40.0), np.full(40, -100.0)]
+    blurred = np.convolve(prof, np.ones(5) / 5, mode="same")
+    far = outward_edge(blurred, 10, len(blurred) - 3, half_layer=2.0)
+    near = outward_edge(blurred, 10, len(blurred) - 3, half_layer=2.0, floor_reach=16)
+    assert near == pytest.approx(43.5, abs=0.35)  # the outer surface of the wall (last bright index 43)
+    assert far is not None and far > near + 1.5
+    # without anything darker further out the two agree
+    plain = np.convolve(np.r_[np.full(40, 120.0), np.full(4, 900.0), np.full(52, 40.0)], np.ones(5) / 5,
+                        mode="same")
+    assert outward_edge(plain, 10, len(plain) - 3, 2.0, floor_reach=16) == pytest.approx(
+        outward_edge(plain, 10, len(plain) - 3, 2.0), abs=1e-9)
+
+
 def _outward_edge_loop(profile: np.ndarray, start: int, stop: int, half_layer: float = 0.0,
                        min_contrast: float = 0.0, fraction: float = 0.5) -> float | None:
     """The sample-by-sample walk that ``outward_edge`` / ``outward_edges`` vectorise (reference)."""
