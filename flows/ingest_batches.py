@@ -15,8 +15,9 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.dicom.ingest import (
@@ -37,7 +38,9 @@ from warehouse.builder import write_staged
 if TYPE_CHECKING:
     from warehouse.lake import SnapshotBuilder
 
-__all__ = ["Batch", "BatchRunner", "file_batches", "path_batches", "all_new", "STAGED_TABLES"]
+__all__ = ["Batch", "BatchRunner", "batched", "file_batches", "path_batches", "all_new", "STAGED_TABLES"]
+
+T = TypeVar("T")
 
 #: Tables whose batch files Dask workers write themselves (the bulk of what an ingest writes).
 STAGED_TABLES = ("instances", "manifest")
@@ -52,17 +55,15 @@ class Batch:
     def __init__(self, paths: list[str], sizes: list[int | None] | None = None,
                  mtimes: list[float | None] | None = None) -> None:
         self.paths = paths
-        self.sizes: list[int | None] = sizes if sizes is not None else [None] * len(paths)
-        self.mtimes: list[float | None] = mtimes if mtimes is not None else [None] * len(paths)
+        # None: not listed (a first run's listing has no sizes or mtimes)
+        self.sizes: list[int | None] | None = sizes
+        self.mtimes: list[float | None] | None = mtimes
 
     def __getstate__(self) -> tuple[str, list[str], list[int | None] | None, list[float | None] | None]:
-        # sent to a worker with every task: the paths' common prefix once (a third of the bytes), and no
-        # lists of Nones (a first run's listing has no sizes or mtimes)
+        # sent to a worker with every task: the paths' common prefix once (a third of the bytes)
         prefix = os.path.commonprefix([min(self.paths), max(self.paths)]) if self.paths else ""
         k = len(prefix)
-        sizes = None if all(v is None for v in self.sizes) else self.sizes
-        mtimes = None if all(v is None for v in self.mtimes) else self.mtimes
-        return prefix, [q[k:] for q in self.paths], sizes, mtimes
+        return prefix, [q[k:] for q in self.paths], self.sizes, self.mtimes
 
     def __setstate__(self, state: tuple[str, list[str], list[int | None] | None, list[float | None] | None]) -> None:
         prefix, rest, sizes, mtimes = state
@@ -76,13 +77,40 @@ class Batch:
         return len(self.paths)
 
     def files(self) -> list[SourceFile]:
-        return [SourceFile(p, s, m) for p, s, m in zip(self.paths, self.sizes, self.mtimes, strict=True)]
+        if self.sizes is None and self.mtimes is None:
+            return [SourceFile(p) for p in self.paths]
+        sizes = self.sizes if self.sizes is not None else [None] * len(self.paths)
+        mtimes = self.mtimes if self.mtimes is not None else [None] * len(self.paths)
+        return [SourceFile(p, s, m) for p, s, m in zip(self.paths, sizes, mtimes, strict=True)]
 
 
-def file_batches(files: Iterable[SourceFile], size: int) -> Iterator[Batch]:
-    """Listed files in batches of ``size``."""
-    it = iter(files)
-    while batch := list(islice(it, size)):
+def batched(items: Iterable[T], size: int, taper: int = 0) -> Iterator[list[T]]:
+    """``items`` in lists of ``size``; with ``taper`` (the number of workers), the last ``size`` to
+    ``2 * size`` items in lists that shrink (a quarter, for two workers, of what is left each time,
+    at least ``size // 8``), so that the workers run out of work at nearly the same time.
+
+    Streams: at most ``2 * size`` items are held ahead.
+    """
+    it = iter(items)
+    if taper <= 0:
+        while chunk := list(islice(it, size)):
+            yield chunk
+        return
+    buf = list(islice(it, 2 * size))
+    while len(buf) >= 2 * size:  # not the end of the listing yet
+        yield buf[:size]
+        buf = buf[size:]
+        buf.extend(islice(it, size))
+    floor = max(1, size // 8)
+    while buf:
+        n = min(size, max(floor, -(-len(buf) // (2 * taper))))
+        yield buf[:n]
+        buf = buf[n:]
+
+
+def file_batches(files: Iterable[SourceFile], size: int, taper: int = 0) -> Iterator[Batch]:
+    """Listed files in batches of ``size`` (the last ones shrinking with ``taper``, see :func:`batched`)."""
+    for batch in batched(files, size, taper):
         yield Batch.of(batch)
 
 
@@ -96,10 +124,9 @@ def all_new(paths: Iterable[str], diff: ManifestDiff) -> Iterator[str]:
             yield p
 
 
-def path_batches(paths: Iterable[str], size: int) -> Iterator[Batch]:
-    """Plain paths (a first run's streamed listing) in batches of ``size``."""
-    it = iter(paths)
-    while batch := list(islice(it, size)):
+def path_batches(paths: Iterable[str], size: int, taper: int = 0) -> Iterator[Batch]:
+    """Plain paths (a first run's streamed listing) in batches of ``size`` (see :func:`batched`)."""
+    for batch in batched(paths, size, taper):
         yield Batch(batch)
 
 
@@ -122,7 +149,9 @@ def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage: dict
         if result.manifest is not None and "manifest" in stage:
             result.staged_rows["manifest"] = write_staged("manifest", stage["manifest"],
                                                           with_run_id(result.manifest, run_id))
-            result.manifest = result.manifest.slice(0, 0)  # written: the driver needs none of it
+            # written: the driver needs none of it (an empty table of its own: a slice would be pickled
+            # with the whole buffers it views, half a megabyte a batch)
+            result.manifest = pa.Table.from_batches([], schema=result.manifest.schema)
         if result.parsed.num_rows and "instances" in stage:
             result.staged_rows["instances"] = write_staged("instances", stage["instances"], result.parsed)
             narrow_for_driver(result)

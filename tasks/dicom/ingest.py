@@ -8,6 +8,7 @@ number of workers or the batch boundaries: the first file by path within a run, 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import struct
 import tempfile
 from collections import Counter
@@ -21,7 +22,14 @@ import pyarrow.compute as pc
 
 from schemas import get_table
 from tasks.dicom.header import SERIES_COLUMNS, SERIES_PART, HeaderError, QuarantineReason, parse_header
-from tasks.dicom.series import SERIES_INPUT_COLUMNS, SeriesPartial, series_partials, study_descriptions
+from tasks.dicom.series import (
+    SERIES_INPUT_COLUMNS,
+    SeriesPartial,
+    pack_partials,
+    series_partials,
+    study_descriptions,
+    unpack_partials,
+)
 from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
@@ -82,6 +90,25 @@ class BatchResult:
     def staged(self) -> frozenset[str]:
         """The tables whose rows of this batch were written where it ran (see ``staged_rows``)."""
         return frozenset(self.staged_rows)
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        # Pickled as one blob with its NumPy and Arrow buffers in-band: Dask would otherwise send each of
+        # them (a hundred a batch: a position array per series) as a message frame of its own, and the
+        # driver's event loop reads, wraps and tracks every frame.
+        # The series partials travel as a few lists and two arrays (see :func:`pack_partials`).
+        state = dict(self.__dict__)
+        if self.series is not None:
+            state["series"] = pack_partials(self.series)
+        return _unpickle_result, (pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL),)
+
+
+def _unpickle_result(blob: bytes) -> BatchResult:
+    state = pickle.loads(blob)  # noqa: S301 - a worker's result in this run's cluster
+    if state["series"] is not None:
+        state["series"] = unpack_partials(state["series"])
+    result = BatchResult.__new__(BatchResult)
+    result.__dict__.update(state)
+    return result
 
 
 def narrow_for_driver(result: BatchResult) -> BatchResult:

@@ -111,7 +111,10 @@ class SeriesPartial:
     """What a series summary needs from some of its instances; partials merge in instance order.
 
     ``tallies`` counts the non-null values of :data:`MODE_COLUMNS` and :data:`MEDIAN_COLUMNS` (keyed by
-    column index and value), ``positions`` holds ImagePositionPatient rows (n x 3) in instance order.
+    column index and value), ``positions`` holds ImagePositionPatient rows (n x 3) in instance order and
+    ``z`` (where computed) their projections on the normal of ``iop``, rounded to 3 decimals as
+    :func:`round` does, in the same order: the merge uses them as they are when the series' orientation
+    is ``iop`` (nearly always), so that no position is handled one by one where partials are merged.
     """
 
     n: int = 0
@@ -121,6 +124,7 @@ class SeriesPartial:
     all_derived: bool = True
     iop: list[float] | None = None
     positions: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
+    z: np.ndarray | None = None
 
 
 def _first_values(arr: pa.Array) -> tuple[pa.Array, np.ndarray]:
@@ -201,15 +205,69 @@ def series_partials(instances: pa.Table) -> dict[str, SeriesPartial]:
         order = np.argsort(pcodes, kind="stable")
         bounds = np.flatnonzero(np.diff(pcodes[order])) + 1
         for part in np.split(order, bounds):
-            out[names[pcodes[part[0]]]].positions = xyz[part]
+            p = out[names[pcodes[part[0]]]]
+            p.positions = xyz[part]
+            if p.iop is not None and len(p.iop) == 6:
+                p.z = _rounded_z(p.positions, p.iop)
     return out
+
+
+def pack_partials(partials: dict[str, SeriesPartial]) -> tuple[Any, ...]:
+    """``partials`` as a few plain lists and two arrays (for pickling: unpickling a NumPy array per
+    series costs a Python call each); :func:`unpack_partials` turns it back."""
+    ps = list(partials.values())
+    lengths = np.array([len(p.positions) for p in ps], np.int64)
+    has_z = [p.z is not None for p in ps]
+    positions = np.concatenate([p.positions for p in ps]) if ps else np.empty((0, 3))
+    zs = [p.z for p in ps if p.z is not None]
+    z = np.concatenate(zs) if zs else np.empty(0)
+    return (list(partials), [p.n for p in ps], [p.tallies for p in ps],
+            [(p.localizer, p.any_type, p.all_derived) for p in ps], [p.iop for p in ps],
+            lengths, has_z, positions, z)
+
+
+def unpack_partials(packed: tuple[Any, ...]) -> dict[str, SeriesPartial]:
+    """The partials of :func:`pack_partials` (positions and z are views of its two arrays)."""
+    uids, ns, tallies, flags, iops, lengths, has_z, positions, z = packed
+    out = {}
+    bounds = np.r_[0, np.cumsum(lengths)].tolist()
+    zpos = 0
+    for i, uid in enumerate(uids):
+        a, b = bounds[i], bounds[i + 1]
+        zi = None
+        if has_z[i]:
+            zi = z[zpos : zpos + b - a]
+            zpos += b - a
+        localizer, any_type, all_derived = flags[i]
+        out[uid] = SeriesPartial(ns[i], tallies[i], localizer, any_type, all_derived, iops[i], positions[a:b], zi)
+    return out
+
+
+def _rounded_z(xyz: np.ndarray, iop: list[float]) -> np.ndarray:
+    """Positions projected on the normal of ``iop`` (as Python's ``sum()`` would, term by term) and
+    rounded to 3 decimals by :func:`round` (NumPy's rounding can differ in the last bit)."""
+    n = _normal(iop)
+    z = xyz[:, 0] * n[0] + xyz[:, 1] * n[1] + xyz[:, 2] * n[2]
+    return np.array(list(map(round, z.tolist(), repeat(3))), dtype=float)
+
+
+def _distinct(z: np.ndarray) -> np.ndarray:
+    """The values of ``z`` each once, in the order of their first occurrence (what a ``set`` filled in
+    that order holds: of 0.0 and -0.0 the first one; NaNs, which equal nothing, all kept)."""
+    if len(z) < 2:
+        return z
+    _, first = np.unique(z, return_index=True, equal_nan=False)
+    return z[np.sort(first)]
 
 
 @dataclass
 class _Series:
     partial: SeriesPartial
-    zs: set[float] = field(default_factory=set)
-    pending: list[np.ndarray] = field(default_factory=list)
+    #: distinct rounded z of the positions merged so far, each array in merge order
+    zs: list[np.ndarray] = field(default_factory=list)
+    zs_len: int = 0
+    #: positions not yet projected, with their rounded z on their partial's orientation (if computed)
+    pending: list[tuple[np.ndarray, np.ndarray | None, list[float] | None]] = field(default_factory=list)
 
 
 class SeriesAccumulator:
@@ -231,15 +289,16 @@ class SeriesAccumulator:
     def merge(self, later: SeriesAccumulator) -> None:
         """Add everything of ``later`` (whose rows come after this one's; best built with
         ``defer_positions=True`` so that its positions are projected on the final orientation)."""
-        parts = {}
+        if any(s.zs for s in later._series.values()):
+            raise ValueError("merge: the later accumulator projected its positions; build it with "
+                             "defer_positions=True")
         for uid, s in later._series.items():
             p = s.partial
-            pos = np.concatenate(s.pending) if s.pending else np.empty((0, 3))
-            if s.zs:
-                raise ValueError("merge: the later accumulator projected its positions; build it with "
-                                 "defer_positions=True")
-            parts[uid] = SeriesPartial(p.n, p.tallies, p.localizer, p.any_type, p.all_derived, p.iop, pos)
-        self.add(parts, later._desc)
+            # its pending positions one partial at a time (each keeps the z of its own orientation)
+            self.add({uid: SeriesPartial(p.n, p.tallies, p.localizer, p.any_type, p.all_derived, p.iop)})
+            for pos, z, iop in s.pending:
+                self.add({uid: SeriesPartial(0, {}, False, False, True, iop, pos, z)})
+        self.add({}, later._desc)
 
     def __len__(self) -> int:
         return len(self._series)
@@ -264,7 +323,7 @@ class SeriesAccumulator:
             if acc.iop is None and p.iop is not None:
                 acc.iop = p.iop
             if len(p.positions):
-                s.pending.append(p.positions)
+                s.pending.append((p.positions, p.z, p.iop))
             if acc.iop is not None and s.pending and not self._defer:
                 self._project(s)
         for study, c in (descriptions or {}).items():
@@ -276,11 +335,14 @@ class SeriesAccumulator:
         if iop is None or len(iop) != 6:  # no normal: positions are not summarised
             s.pending = []
             return
-        n = _normal(iop)
-        for xyz in s.pending:
-            z = xyz[:, 0] * n[0] + xyz[:, 1] * n[1] + xyz[:, 2] * n[2]  # as Python's sum(), term by term
-            s.zs.update(map(round, z.tolist(), repeat(3)))
+        for xyz, z, z_iop in s.pending:
+            # the z computed where the batch ran when it was projected on this normal, else computed here
+            s.zs.append(z if z is not None and z_iop == iop else _rounded_z(xyz, iop))
+            s.zs_len += len(s.zs[-1])
         s.pending = []
+        if len(s.zs) > 1 and s.zs_len > 4096:  # memory per distinct position, not per instance
+            s.zs = [_distinct(np.concatenate(s.zs))]
+            s.zs_len = len(s.zs[0])
 
     def series_table(self) -> pa.Table:
         """The ``series`` table of everything added (sorted by series UID)."""
@@ -350,10 +412,40 @@ def _tally_median(c: dict[Any, int]) -> float | None:
     return float((nth(total // 2 - 1) + nth(total // 2)) / 2)
 
 
+def _z_summary(parts: list[np.ndarray]) -> tuple[int | None, float | None, float | None, float | None, bool | None]:
+    """(positions, z min, z max, median spacing, uniform spacing) of the rounded z values merged in
+    order: what ``zs = sorted(set(values))``, its gaps ``b - a``, ``statistics.median`` and
+    ``all(abs(g - spacing) <= tol)`` give, vectorised (the same float operations)."""
+    z = np.concatenate(parts) if len(parts) > 1 else parts[0]
+    if not len(z):
+        return None, None, None, None, None
+    if len(z) < 64 or not np.isfinite(z).all():
+        # few values (NumPy's call overhead would dominate), or NaN and inf: one by one, in Python
+        zs = sorted(set(z.tolist()))
+        gap_list = [b - a for a, b in zip(zs, zs[1:], strict=False)]
+        if not gap_list:
+            return len(zs), zs[0], zs[-1], None, None
+        spacing = float(median(gap_list))
+        tol = max(0.1, 0.1 * spacing)
+        return len(zs), zs[0], zs[-1], spacing, all(abs(g - spacing) <= tol for g in gap_list)
+    z = np.sort(_distinct(z))
+    if len(z) == 1:
+        return 1, float(z[0]), float(z[0]), None, None
+    gaps = np.diff(z)
+    g = np.sort(gaps)
+    m = len(g) // 2
+    spacing = float(g[m]) if len(g) % 2 else float((g[m - 1] + g[m]) / 2)
+    tol = max(0.1, 0.1 * spacing)
+    return len(z), float(z[0]), float(z[-1]), spacing, bool(np.all(np.abs(gaps - spacing) <= tol))
+
+
 def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     p = s.partial
     t = _by_column(p.tallies)
-    get = lambda k: _tally_mode(t[_COL[k]])  # noqa: E731
+    # every mode once (most columns hold one value in the whole series)
+    modes = dict(zip(MODE_COLUMNS, (next(iter(c), None) if len(c) <= 1 else _tally_mode(c)
+                                    for c in t[: len(MODE_COLUMNS)]), strict=True))
+    get = modes.__getitem__
     med = lambda k: _tally_median(t[_COL[k]])  # noqa: E731
     modality = get("modality")
     is_localizer = p.localizer
@@ -364,14 +456,7 @@ def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     uniform = None
     n_pos = None
     if iop is not None and s.zs:
-        zs = sorted(s.zs)
-        n_pos = len(zs)
-        z_min, z_max = zs[0], zs[-1]
-        gaps = [b - a for a, b in zip(zs, zs[1:], strict=False)]
-        if gaps:
-            spacing = float(median(gaps))
-            tol = max(0.1, 0.1 * spacing)
-            uniform = all(abs(g - spacing) <= tol for g in gaps)
+        n_pos, z_min, z_max, spacing, uniform = _z_summary(s.zs)
     coverage = (z_max - z_min) if z_max is not None and z_min is not None else None
     texts = [get("series_description"), get("protocol_name"), get("study_description"), get("body_part_examined")]
     dxa = is_dxa(modality, texts, get("manufacturer"))
@@ -447,6 +532,11 @@ def aggregate_series(instances: pa.Table) -> pa.Table:
     return acc.series_table()
 
 
+#: The series columns a study summary reads.
+_STUDY_INPUTS = ("study_instance_uid", "person_key", "age_at_study_years", "patient_sex", "study_date", "modality",
+                 "n_instances", "eligible_extractors")
+
+
 def aggregate_studies(series: pa.Table, instances: pa.Table | None = None, *,
                       descriptions: dict[str, Counter[str]] | None = None) -> pa.Table:
     """The ``studies`` table from the ``series`` table and the study descriptions of the instances
@@ -461,7 +551,7 @@ def aggregate_studies(series: pa.Table, instances: pa.Table | None = None, *,
         for uid, c in study_descriptions(instances).items():
             desc[uid].update(c)
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in series.to_pylist():
+    for r in series.select(list(_STUDY_INPUTS)).to_pylist():  # Python objects of these columns only
         groups[r["study_instance_uid"]].append(r)
     rows = []
     for uid in sorted(groups, key=lambda u: (u is None, u or "")):
@@ -472,7 +562,7 @@ def aggregate_studies(series: pa.Table, instances: pa.Table | None = None, *,
             "age_at_study_years": _median(r["age_at_study_years"] for r in g),
             "patient_sex": _mode(r["patient_sex"] for r in g),
             "study_date": _mode(r["study_date"] for r in g),
-            "study_description": _mode(desc[uid].elements()) if desc.get(uid) else None,
+            "study_description": _tally_mode({d: k for d, k in desc[uid].items() if k > 0}) if desc.get(uid) else None,
             "modalities": sorted({r["modality"] for r in g if r["modality"]}),
             "n_series": len(g),
             "n_instances": sum(r["n_instances"] for r in g),

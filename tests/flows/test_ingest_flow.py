@@ -230,3 +230,19 @@ def test_synthetic_hospital_against_truth(tmp_path: Path) -> None:
             assert root + path in wh.read("duplicates").column("path").to_pylist()
     assert sum(out["quarantined"].values()) == len(q)
     assert out["indexed"] + out["duplicates"] + len(q) == out["seen"]
+
+
+def test_batches_keep_the_order_and_shrink_at_the_end() -> None:
+    from flows.ingest_batches import batched
+
+    for n, size in [(0, 8), (5, 8), (16, 8), (17, 8), (100, 8), (1000, 64)]:
+        sizes = []
+        out = []
+        for part in batched(iter(range(n)), size, taper=2):
+            sizes.append(len(part))
+            out += part
+        assert out == list(range(n)), (n, size)
+        assert all(0 < s <= size for s in sizes) and sizes == sorted(sizes, reverse=True), (n, sizes)
+        if n >= 2 * size:  # at least a full batch's worth of files is spread over smaller batches at the end
+            assert sum(s for s in sizes if s < size) >= size, (n, sizes)
+    assert [len(p) for p in batched(range(10), 4)] == [4, 4, 2]  # no taper: plain batches

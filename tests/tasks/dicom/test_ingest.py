@@ -150,3 +150,25 @@ def test_records_at_reads_back_what_spill_records_packed() -> None:
     rec = spill_records(sops, paths, hashes)
     assert records_at(rec, [2, 0, 1]) == ([sops[2], sops[0], sops[1]], [paths[2], paths[0], paths[1]],
                                           [hashes[2], hashes[0], hashes[1]])
+
+
+def test_batch_result_pickles_as_one_blob_and_round_trips(tmp_path: Path, key: bytes) -> None:
+    """What a Dask worker sends back: one buffer-free pickle (no frame per NumPy array), the same partials."""
+    import pickle
+
+    write_series(tmp_path / "a", 9, spacing=2.5)
+    write_series(tmp_path / "b", 4, iop=(0, 1, 0, 0, 0, -1))
+    src = FolderSource(str(tmp_path))
+    batch = summarise_batch(index_batch(src, sorted(src.list_files()), key=key))
+    assert len(batch.series or {}) == 2
+    buffers: list[pickle.PickleBuffer] = []
+    blob = pickle.dumps(batch, protocol=5, buffer_callback=buffers.append)
+    assert buffers == []  # everything in-band
+    back = pickle.loads(blob)
+    assert back.parsed.equals(batch.parsed) and back.keys.tolist() == batch.keys.tolist()
+    assert back.records[0] == batch.records[0] and back.manifest.equals(batch.manifest)
+    assert _same_partials(back.series, batch.parsed)
+    for uid, p in batch.series.items():
+        q = back.series[uid]
+        assert p.z is not None and q.z is not None and p.z.tolist() == q.z.tolist()
+        assert len(p.z) == len(p.positions)
