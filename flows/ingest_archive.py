@@ -47,7 +47,7 @@ from tasks.dicom.ingest import (
 )
 from tasks.dicom.manifest import ManifestDiff, iter_diff
 from tasks.dicom.series import SeriesAccumulator, aggregate_studies, study_descriptions
-from tasks.dicom.sources import DicomSource, SourceFile, open_source
+from tasks.dicom.sources import DicomSource, FolderSource, SourceFile, open_source
 from warehouse.lake import SnapshotBuilder, Warehouse
 from warehouse.parquet_io import read_files
 
@@ -205,25 +205,11 @@ def run_ingest(
                 cols = indexed.slice(start, 65_536).to_pydict()
                 sops = cols["sop_instance_uid"]
                 known.add(sop_keys(sops), spill_records(sops, cols["path"], cols["content_hash"]))
-        for source in srcs:
-            diff = ManifestDiff()
-            batches: Iterator[Batch]
-            if not prev_manifest.num_rows and hasattr(source, "iter_paths"):
-                # A first run reads every file: the listing is plain paths in order, no stat (the size
-                # and mtime come from the open file), no diff (every file is new).
-                batches = path_batches(all_new(source.iter_paths(), diff), size, taper)
-            else:
-                listing = iter_diff(source.list_files(), prev_manifest, diff,
-                                    in_order=bool(getattr(source, "lists_in_order", False)))
-                to_read: Iterable[SourceFile] = listing
-                if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
-                    to_read = list(listing)
-                    reread |= {sf.path for sf in to_read}
-                    changed |= diff.changed_paths
-                    dropped_series |= _drop_changed(builder, known, diff.changed_paths)
-                batches = file_batches(to_read, size, taper)
+        batch_no = 0
+        for items, diffs in _stages(srcs, prev_manifest, size, taper, builder, known, reread, changed,
+                                    dropped_series):
             done = 0
-            for i, (batch, result, rels) in enumerate(runner.results(source, batches, kw)):
+            for batch, result, rels in runner.results(items, kw):
                 res = resolve_batch(result, known, builder.run_id)
                 written = runner.keep(result, rels, res.dropped, res.duplicates.column("path").to_pylist())
                 if "instances" not in written:
@@ -242,13 +228,15 @@ def run_ingest(
                 summary.fast_parsed += result.fast
                 done += len(batch)
                 if progress:
-                    progress(done, diff.new + diff.changed)  # files to read, as far as listed
+                    progress(done, sum(d.new + d.changed for d in diffs))  # files to read, as far as listed
                 if on_batch:
-                    on_batch(i)
-            summary.seen += diff.seen
-            summary.new += diff.new
-            summary.changed += diff.changed
-            summary.unchanged += diff.unchanged
+                    on_batch(batch_no)
+                batch_no += 1
+            for d in diffs:
+                summary.seen += d.seen
+                summary.new += d.new
+                summary.changed += d.changed
+                summary.unchanged += d.unchanged
         runner.finish()
     summary.quarantined = dict(sorted(reasons.items()))
     writer.flush()
@@ -268,6 +256,50 @@ def run_ingest(
         builder.replace("studies", studies)
     summary.seconds = round(time.perf_counter() - start, 3)
     return summary.as_dict()
+
+
+Stage = tuple[Iterator[tuple[DicomSource, Batch]], list[ManifestDiff]]
+
+
+def _stages(srcs: list[DicomSource], prev_manifest: pa.Table, size: int, taper: int, builder: SnapshotBuilder,
+            known: KnownInstances, reread: set[str], changed: set[str], dropped_series: set[str],
+            ) -> Iterator[Stage]:
+    """The work of a run as stages of (source, batch) pairs, each with the listing counters it fills.
+
+    A first run over local folders (which stream plain paths: no stat, no diff) is one stage: the batches
+    of every folder follow each other without a pause (the workers start on the next folder while the
+    last batches of the previous one finish; only the very end of the run tapers). Otherwise each source is a stage of its
+    own, planned only when the previous one is done: a later run must know a source's changed files, and
+    forget their instances, before any of its batches is resolved.
+    """
+    if not prev_manifest.num_rows and all(isinstance(src, FolderSource) for src in srcs):
+        diffs = [ManifestDiff() for _ in srcs]
+        folders = [src for src in srcs if isinstance(src, FolderSource)]
+
+        def streamed() -> Iterator[tuple[DicomSource, Batch]]:
+            for n, (src, diff) in enumerate(zip(folders, diffs, strict=True)):
+                last = n == len(folders) - 1
+                for b in path_batches(all_new(src.iter_paths(), diff), size, taper if last else 0):
+                    yield src, b
+
+        yield streamed(), diffs
+        return
+    for src in srcs:
+        diff = ManifestDiff()
+        if not prev_manifest.num_rows and isinstance(src, FolderSource):
+            # A first run reads every file: plain paths in order, no stat (size and mtime come from the
+            # open file), no diff (every file is new).
+            yield ((src, b) for b in path_batches(all_new(src.iter_paths(), diff), size, taper)), [diff]
+            continue
+        listing = iter_diff(src.list_files(), prev_manifest, diff,
+                            in_order=bool(getattr(src, "lists_in_order", False)))
+        to_read: Iterable[SourceFile] = listing
+        if prev_manifest.num_rows:  # changed files must be known before any batch is resolved
+            to_read = list(listing)
+            reread |= {sf.path for sf in to_read}
+            changed |= diff.changed_paths
+            dropped_series |= _drop_changed(builder, known, diff.changed_paths)
+        yield ((src, b) for b in file_batches(to_read, size, taper)), [diff]
 
 
 def _drop_changed(builder: SnapshotBuilder, known: KnownInstances, changed_paths: set[str]) -> set[str]:

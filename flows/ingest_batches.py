@@ -205,20 +205,20 @@ class BatchRunner:
             self._client.close()
             self._client = None
 
-    def results(self, source: DicomSource, batches: Iterator[Batch], kw: dict[str, Any],
+    def results(self, items: Iterable[tuple[DicomSource, Batch]], kw: dict[str, Any],
                 ) -> Iterator[tuple[Batch, BatchResult, dict[str, str]]]:
-        """(batch, result, staged files by table) in submission order.
+        """(batch, result, staged files by table) in submission order, for (source, batch) pairs.
 
-        Batches are taken from ``batches`` lazily, so a streamed listing overlaps with the parsing.
+        Pairs are taken from ``items`` lazily, so a streamed listing overlaps with the parsing.
         """
         client = self._client
         if client is None:
-            for b in batches:
+            for source, b in items:
                 yield b, index_one(source, b, kw), {}
             return
         n = max(1, len(client.scheduler_info().get("workers", {})) or self.workers)
         pending: deque[tuple[Batch, Any, dict[str, str]]] = deque()
-        for b in batches:
+        for source, b in items:
             rels: dict[str, str] = {}
             paths: dict[str, str] = {}
             if self.stage_on_workers:
