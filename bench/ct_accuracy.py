@@ -30,7 +30,7 @@ from tasks.biomarkers.extract import CTResult, measure_volume
 from tasks.dicom.volume import Volume
 
 CACHE = Path(__file__).resolve().parents[1] / ".bench" / "ct_accuracy"
-RENDER_VERSION = "r2"  # bump when synthetic.ct's image formation changes (invalidates the cache)
+RENDER_VERSION = "r3"  # bump when synthetic.ct's image formation changes (invalidates the cache)
 
 
 @dataclass

@@ -10,7 +10,10 @@ the spine axis (cranial up) and columns from anterior to posterior:
    half-way to the neighbouring body;
 3. each endplate is fitted by a quadratic in the depth coordinate ``u`` (-1 anterior, +1 posterior; outliers
    dropped), and Ha, Hm, Hp are the fitted heights at u = -1, 0, +1 (outer surfaces, six-point morphometry
-   without the rounded corners).
+   without the rounded corners);
+4. CT only (``measure_body(..., slice_mm=...)``, :func:`tasks.biomarkers.slice_profile.slice_profile_fit`):
+   the endplate quadratics are refitted to the slice samples of their columns with a box
+   slice-sensitivity profile, which places an endplate inside its slice; radiographs skip this.
 """
 
 from __future__ import annotations
@@ -56,6 +59,30 @@ class BodyGuess:
 
 
 @dataclass
+class EndplateColumns:
+    """What :func:`slice_profile_fit` needs of one measured body: its patch, the endplate columns
+    (``centres`` with half band ``w``, depth coordinates ``u``), the edges found on them (``top``, ``bottom``,
+    mm along the axis from the centre) and their quadratics, the search range (``up_mm``, ``down_mm``), the
+    slice box ``width`` along the axis, and what :func:`_from_fit` needs again."""
+
+    patch: _Patch
+    centres: NDArray[np.intp]
+    w: int
+    u: NDArray[np.float64]
+    top: NDArray[np.float64]
+    bottom: NDArray[np.float64]
+    coef_top: NDArray[np.float64]
+    coef_bottom: NDArray[np.float64]
+    up_mm: float
+    down_mm: float
+    width: float
+    depth: float
+    mid_t: float
+    n_ok: int
+    flags: list[str]
+
+
+@dataclass
 class HeightMeasurement:
     """Heights of one body (mm) and what the measurement found."""
 
@@ -67,6 +94,8 @@ class HeightMeasurement:
     centre_mm: tuple[float, float] | None = None
     n_points: int = 0
     flags: list[str] = field(default_factory=list)
+    # the endplate columns, kept by measure_body(slice_mm=...) for slice_profile_fit
+    columns: EndplateColumns | None = field(default=None, repr=False, compare=False)
 
     def heights(self) -> VertebralHeights:
         return VertebralHeights(self.level, self.anterior_mm, self.middle_mm, self.posterior_mm)
@@ -239,7 +268,8 @@ def image_noise_sd(image: NDArray[np.floating]) -> float:
 def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: BodyGuess,
                  column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
                  projection: bool = False, noise_sd: float | None = None,
-                 wall_floor_mm: float | None = None) -> HeightMeasurement:
+                 wall_floor_mm: float | None = None, slice_mm: float | None = None,
+                 defer_slice_fit: bool = False) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -269,6 +299,13 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         Take the level outside a wall from the first ``wall_floor_mm`` beyond its peak
         (:func:`outward_edge`'s ``floor_reach``; CT, where fat or a vessel may lie a few mm in front of
         the body); None: from the whole search range.
+    slice_mm
+        Slice thickness of a CT series whose slices are the image rows: the endplates found on the column
+        profiles are then placed inside their slices by a least-squares fit of a box slice profile to the
+        slice samples (:func:`box_profile_endplates`); None: the edge search alone (radiographs).
+    defer_slice_fit
+        With ``slice_mm``: keep the slice samples in the result (``samples``) and leave the fit to
+        :func:`slice_profile_fit`, which fits many bodies at once.
 
     Notes
     -----
@@ -292,6 +329,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     w = max(1, int(round(column_half_mm / STEP_MM)))
     wl, lv = (0.0, PROJECTION_WALL_LEVEL) if projection else (hl, 0.5)
     reach = None if wall_floor_mm is None else max(1, int(round(wall_floor_mm / STEP_MM)))
+    kept: list[EndplateColumns] = []  # the endplate columns of the last attempt that found both endplates
 
     def attempt(bands_mm: tuple[tuple[float, float], tuple[float, float]]) -> HeightMeasurement | tuple[
             float, float, NDArray[np.float64], NDArray[np.float64], int]:
@@ -331,6 +369,10 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         n_ok = int(np.sum(np.isfinite(top) & np.isfinite(bot)))
         if ct is None or cb is None:
             return HeightMeasurement(g.level, None, None, None, depth, None, n_ok, ["endplates_not_found"])
+        if slice_mm is not None and g.axis[0] > 0.5:
+            kept[:] = [EndplateColumns(patch, cs, w, u, top, bot, ct, cb, (up_stop - 1 - n0) * STEP_MM,
+                                       (n0 - down_stop - 1) * STEP_MM, slice_mm * g.axis[0], depth,
+                                       float((c_mid - m0) * STEP_MM), n_ok, [])]
         return depth, float((c_mid - m0) * STEP_MM), ct, cb, n_ok
 
     # walls first on bands 3-6 mm above and below the centre (clear of the basivertebral foramen at
@@ -352,10 +394,18 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     depth, mid_t, ct, cb, n_ok = res
     if n_ok < 0.7 * N_POINTS:
         flags.append("endplates_partly_found")
-    return _from_fit(g, ct, cb, depth, mid_t, n_ok, flags)
+    out = heights_from_quadratics(g, ct, cb, depth, mid_t, n_ok, flags)
+    if kept and out.centre_mm is not None:
+        out.columns = kept[0]
+        out.columns.flags = list(flags)
+        if not defer_slice_fit:
+            from tasks.biomarkers.slice_profile import slice_profile_fit  # it builds on this module
+
+            out = slice_profile_fit([out])[0]
+    return out
 
 
-def _from_fit(g: BodyGuess, ct: NDArray[np.float64], cb: NDArray[np.float64], depth: float, mid_t: float,
+def heights_from_quadratics(g: BodyGuess, ct: NDArray[np.float64], cb: NDArray[np.float64], depth: float, mid_t: float,
               n_ok: int, flags: list[str]) -> HeightMeasurement:
     """Heights at u = -1, 0, +1 from the endplate quadratics, and the body centre in image mm."""
     h = np.polyval(ct, [-1.0, 0.0, 1.0]) - np.polyval(cb, [-1.0, 0.0, 1.0])

@@ -23,12 +23,12 @@ def fractured() -> list:
 
 def test_ct_phantoms_thin_slices(fractured: list) -> None:
     # whole columns T10-S1 of patients with a prevalent fracture (a realistic mix: most levels normal).
-    # Issue 5's exact-agreement target (0.9) is NOT guaranteed on 2.5 mm CT: an endplate inside one slice
-    # is located only to within about +-0.6 mm, and a grade sits on its boundary by chance. Measured here:
-    # 24 levels, exact 0.875 (a grade-2 biconcave L3 at 0.349 loss measured 0.400 -> 3; it was graded 2
-    # before only because its Ha was 5 mm off), sens 1.0 (3/3), spec 0.95, heights 0.944. Bench
-    # (bench/fragility_accuracy.py --ct-only): held-out seeds 53/59/61/67 x 10: exact 0.937, sens 1.0
-    # (31/31), spec 0.972; development seeds 11/23/31 x 8: exact 0.911, sens 0.875 (14/16), spec 0.977.
+    # Measured with the phantom's near-continuous slice profile (synthetic.ct.SUB_SLICE_MM = 0.25): 23
+    # levels graded, 1 not, exact 0.957, sens 1.0 (3/3), spec 1.0, heights within 1.5 mm / 7% 0.986. Bench
+    # (bench/fragility_accuracy.py --ct-only): held-out seeds 53/59/61/67 x 10: exact 0.965, sens 1.0
+    # (31/31), spec 0.982, heights 0.966; development seeds 11/23/31 x 8: exact 0.937, sens 0.875 (14/16),
+    # spec 0.983, heights 0.970. (With 1 mm sub-planes, whose partial-volume steps hid where an endplate
+    # lay inside its slice, exact was 0.875 here.)
     sc = Score()
     for p in fractured[:3]:
         anat, vol, truth = render_spine_ct(p, 2.5, 0.78)
@@ -37,17 +37,18 @@ def test_ct_phantoms_thin_slices(fractured: list) -> None:
             sc.add(got.get(level), tr)
     s = sc.summary()
     assert s["n"] >= 20 and s["missing"] <= 1
-    assert s["exact"] >= 0.85
+    assert s["exact"] >= 0.9
     assert s["sens"] >= 0.95 and s["spec"] >= 0.95 and s["n_pos"] >= 2
     assert s["heights"] >= 0.9  # heights within 1.5 mm or 7%
 
 
 def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
     # 5 mm slices, 1.5 mm pixels, the same four patients. Issue 5's CT targets are NOT met on thick slices
-    # (a 1.2 mm endplate inside a 5 mm slice is located only to within the slice; see bench/fragility_accuracy.py
-    # for the numbers); this guards what the measurement does reach. Measured: 32 levels, 0 without a
-    # grade, exact 0.875, 3 of 4 grade >= 2 found, specificity 0.93, heights within 1.5 mm / 7% 0.625
-    # (before the endplate searches reached half a slice further: 8 levels without a grade, 1 of 4 found).
+    # (see bench/fragility_accuracy.py); this guards what the measurement does reach. The endplates are
+    # placed inside their slices by the box slice-profile fit (slice_profile.slice_profile_fit).
+    # Measured: 32 levels, 0 without a grade, exact 0.812, 2 of 4 grade >= 2 found, specificity 0.964,
+    # heights within 1.5 mm / 7% 0.708 (the edge search alone: exact 0.906, 4 of 4, 0.929, 0.656 on these
+    # four; on 24 tuning, 40 held-out and 40 fresh patients the fit was better: see the bench).
     sc = Score()
     for p in fractured:
         anat, vol, truth = render_spine_ct(p, 5.0, 1.5)
@@ -59,6 +60,54 @@ def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
     assert s["exact"] >= 0.8 and s["spec"] >= 0.85
     assert s["n_pos"] >= 3 and s["tp"] >= 2
     assert s["heights"] >= 0.5
+
+
+def _box_samples(e: np.ndarray, s: np.ndarray, width: float, b: float, c: float, d: float,
+                 cortex: float) -> np.ndarray:
+    """Exact box-profile samples at ``s`` (rows: columns) of bone b | cortex c | disc d with surface e."""
+    lo, hi = s - width / 2, s + width / 2
+    inner = np.clip(np.minimum(hi, (e - cortex)[:, None]) - lo, 0.0, width)
+    below = np.clip(np.minimum(hi, e[:, None]) - lo, 0.0, width)
+    return (b * inner + c * (below - inner) + d * (width - below)) / width
+
+
+@pytest.mark.parametrize("bone_hu", [
+    180.0,  # bone denser than the disc
+    # Known limit: with bone as dense as the disc (osteoporotic), a cortex inside one slice leaves flat
+    # directions in the squared residual, and the damped steps follow the noise along them: started at the
+    # truth the fit drifts by ~0.65 mm on average (measured). Still, on the 5 mm phantoms it does better
+    # than the edge search alone (bench/fragility_accuracy.py), which is why it is used there.
+    pytest.param(85.0, marks=pytest.mark.xfail(strict=True, reason="flat residual with bone as dense as disc")),
+])
+def test_box_profile_fit_keeps_true_endplates_and_closes_in_from_slice_errors(bone_hu: float) -> None:
+    from tasks.biomarkers.slice_profile import box_profile_endplates
+
+    rng = np.random.default_rng(3)
+    u = np.linspace(-0.88, 0.88, 21)
+    width = 5.0
+    # eight endplates (outward quadratics) at different places relative to the 5 mm slices
+    true = np.array([[0.4 * (-1) ** k, 0.6 - 0.15 * k, 9.0 + 0.55 * k] for k in range(8)])
+    rows_s, rows_v = [], []
+    for q in true:
+        e = np.polyval(q, u)
+        s = np.tile(np.arange(-0.7, 25.0, width), (len(u), 1))
+        v = _box_samples(e, s, width, bone_hu + rng.normal(0.0, 5.0, (len(u), 1)), 900.0, 85.0, 1.0)
+        rows_s.append(np.where((s >= e[:, None] - width - 2.5) & (s <= e[:, None] + width), s, np.nan))
+        rows_v.append(v + rng.normal(0.0, 3.0, v.shape))
+    args = (np.concatenate(rows_s), np.concatenate(rows_v), np.tile(u, len(true)))
+    groups, widths = np.repeat(np.arange(len(true)), len(u)), np.full(len(true) * len(u), width)
+    at = np.array([-1.0, 0.0, 1.0])
+
+    def err(coef: np.ndarray) -> float:
+        return float(np.mean([np.abs(np.polyval(a, at) - np.polyval(b, at)) for a, b in zip(coef, true, strict=True)]))
+
+    # the model is the image formation: started at the truth, the fit stays there
+    assert err(box_profile_endplates(*args, true, groups, widths, cortex_mm=1.0)) < 0.1
+    # started where an edge search inside a 5 mm slice leaves the endplates (0.28 mm off on average), it
+    # closes in (measured 0.24 mm; it does not reach them: the squared residual has flat parts and local
+    # minima)
+    start = true + rng.choice([-1.0, 1.0], true.shape) * np.array([0.05, 0.1, 0.3])
+    assert err(box_profile_endplates(*args, start, groups, widths, cortex_mm=1.0)) < 0.9 * err(start)
 
 
 def test_sagittal_reformats_share_slabs_and_resample_z() -> None:
