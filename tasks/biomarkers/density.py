@@ -1,8 +1,8 @@
 """Trabecular attenuation and volumetric BMD per vertebral level.
 
 The region of interest is the inside of the vertebral body, at least 4 mm clear of the cortex, in the
-central half of the body's height (away from the endplates) and anterior to the posterior 40% of the
-body, where the basivertebral vein enters.
+central half of the body's height (of the slices where the body is found; away from the endplates) and
+anterior to the posterior 40% of the body, where the basivertebral vein enters.
 
 Calibration (HU -> mg/cm3 K2HPO4-equivalent) is linear. The default is an asynchronous, scanner-agnostic
 approximation, ``vBMD = 0.80 * HU`` (slope of typical 120 kVp QCT phantom calibrations, e.g. the
@@ -82,14 +82,19 @@ def trabecular_roi(volume: Volume, v: VertebraLabel, clearance_mm: float = 4.0) 
     """Boolean ROI inside ``v.bbox`` (see the module docstring for the rules)."""
     k0, k1, i0, i1, j0, j1 = v.bbox
     nk = k1 - k0
-    # The central half of the body's slices, rounded to whole slices (with 3 thick slices only the middle
-    # one: the outer ones hold the endplates).
-    q0 = k0 + int(np.floor(nk * 0.25 + 0.5))
-    q1 = max(q0 + 1, k0 + int(np.floor(nk * 0.75 + 0.5)))
     _, dy, dx = volume.spacing_mm
     roi = np.zeros((nk, i1 - i0, j1 - j0), dtype=bool)
-    if v.body_mask is None or q1 <= q0:
+    if v.body_mask is None:
         return roi
+    # The central half of the body's slices (those where the body mask is found: the labeller's box may
+    # reach into the discs), rounded to whole slices; with 3 thick slices only the middle one (the outer
+    # ones hold the endplates, whose cortex would raise the mean).
+    body = np.nonzero(np.asarray(v.body_mask).any(axis=(1, 2)))[0]
+    if not len(body):
+        return roi
+    b0, nb = k0 + int(body[0]), int(body[-1] - body[0]) + 1
+    q0 = b0 + int(np.floor(nb * 0.25 + 0.5))
+    q1 = max(q0 + 1, b0 + int(np.floor(nb * 0.75 + 0.5)))
     m = np.asarray(v.body_mask[q0 - k0 : q1 - k0], dtype=bool)
     if not m.any():
         return roi
