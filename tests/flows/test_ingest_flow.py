@@ -136,6 +136,30 @@ def test_two_dask_workers_give_the_same_tables(tmp_path: Path) -> None:
     assert on_disk == listed and len(listed) >= 5
 
 
+@pytest.mark.integration
+def test_several_folders_stream_through_one_pipeline(tmp_path: Path) -> None:
+    """A first run over two folders on two workers: the second folder's batches start before the first
+    folder's are resolved, yet the tables equal one folder after the other in this process, and an
+    instance present in both folders is indexed once (from the first folder) and recorded as a duplicate."""
+    arch = _archive(tmp_path)
+    second = tmp_path / "second"
+    write_series(second / "p3" / "ct", 9, spacing=1.25, series_description="CT chest")
+    shutil.copy(arch / "p1" / "ct" / "im0005", second / "p3" / "also-im0005")  # duplicate across folders
+    sources = [str(arch), str(second)]
+    local = Warehouse(tmp_path / "local")
+    seq = ingest_archive_core(sources, local, KEY, batch_size=4)
+    dask = Warehouse(tmp_path / "dask")
+    out = ingest_archive_core(sources, dask, KEY, batch_size=4, workers=2)
+    assert _tables(dask) == _tables(local)
+    n_files = sum(1 for root in (arch, second) for f in root.rglob("*") if f.is_file())
+    assert out["seen"] == seq["seen"] == n_files
+    assert out["indexed"] + out["duplicates"] + sum(out["quarantined"].values()) == n_files
+    dup = [r["path"] for r in dask.read("duplicates").to_pylist()]
+    assert any(p.endswith("also-im0005") for p in dup)
+    kept = {r["path"] for r in dask.read("instances").select(["path"]).to_pylist()}
+    assert str(arch / "p1" / "ct" / "im0005") in kept
+
+
 def test_compaction_of_worker_files_keeps_every_row(tmp_path: Path) -> None:
     arch = _archive(tmp_path)
     local = Warehouse(tmp_path / "local")
