@@ -254,7 +254,8 @@ class BatchRunner:
             new_rel, new_path = self.builder.stage(table)
             args = (table, str(self.builder.warehouse.root / rel), str(new_path),
                     dropped if table == "instances" else None, duplicate_paths if table == "manifest" else None)
-            fut = self._client.submit(rewrite_staged, *args, pure=False) if self._client is not None else None
+            fut = (self._client.submit(rewrite_staged, *args, pure=False, priority=1)  # before queued batches
+                   if self._client is not None else None)
             if fut is None:
                 rewrite_staged(*args)
             self._rewrites.append((fut, table, rel, new_rel))
