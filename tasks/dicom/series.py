@@ -10,6 +10,7 @@ Eligibility rules (a series can be eligible for several extractors):
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import Counter, defaultdict
@@ -439,6 +440,24 @@ def _z_summary(parts: list[np.ndarray]) -> tuple[int | None, float | None, float
     return len(z), float(z[0]), float(z[-1]), spacing, bool(np.all(np.abs(gaps - spacing) <= tol))
 
 
+@functools.lru_cache(maxsize=4096)
+def _text_flags(modality: str | None, series_description: str | None, protocol_name: str | None,
+                study_description: str | None, body_part: str | None, manufacturer: str | None,
+                view_position: str | None) -> tuple[bool, bool, bool, bool]:
+    """(DXA, spine, hip, lateral view) from a series' modality and texts; cached: an archive's series share
+    a few protocols, so the same texts come again and again."""
+    texts = [series_description, protocol_name, study_description, body_part]
+    dxa = is_dxa(modality, texts, manufacturer)
+    words = _words(*texts)
+    body = (body_part or "").upper()
+    spine = bool(words & {"SPINE", "LSPINE", "TSPINE", "TLSPINE", "LUMBAR", "THORACIC", "VERTEBRAL", "L1", "L4"}) \
+        or "SPINE" in body
+    hip = bool(words & {"HIP", "FEMUR", "FEMORAL", "NECK"}) or body in ("HIP", "FEMUR", "PELVIS")
+    view = (view_position or "").upper()
+    lateral = view in _LATERAL_VIEWS or bool(words & {"LAT", "LATERAL"})
+    return dxa, spine, hip, lateral
+
+
 def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     p = s.partial
     t = _by_column(p.tallies)
@@ -458,15 +477,9 @@ def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     if iop is not None and s.zs:
         n_pos, z_min, z_max, spacing, uniform = _z_summary(s.zs)
     coverage = (z_max - z_min) if z_max is not None and z_min is not None else None
-    texts = [get("series_description"), get("protocol_name"), get("study_description"), get("body_part_examined")]
-    dxa = is_dxa(modality, texts, get("manufacturer"))
-    words = _words(*texts)
-    body = (get("body_part_examined") or "").upper()
-    spine = bool(words & {"SPINE", "LSPINE", "TSPINE", "TLSPINE", "LUMBAR", "THORACIC", "VERTEBRAL", "L1", "L4"}) \
-        or "SPINE" in body
-    hip = bool(words & {"HIP", "FEMUR", "FEMORAL", "NECK"}) or body in ("HIP", "FEMUR", "PELVIS")
-    view = (get("view_position") or "").upper()
-    lateral = view in _LATERAL_VIEWS or bool(words & {"LAT", "LATERAL"})
+    dxa, spine, hip, lateral = _text_flags(modality, get("series_description"), get("protocol_name"),
+                                           get("study_description"), get("body_part_examined"),
+                                           get("manufacturer"), get("view_position"))
     eligible = {
         "ct_spine": modality == "CT" and orient == "axial" and not is_localizer and (n_pos or 0) >= 2
         and (coverage or 0.0) >= MIN_CT_COVERAGE_MM,
