@@ -60,10 +60,10 @@ class BodyGuess:
 
 @dataclass
 class EndplateColumns:
-    """What :func:`slice_profile_fit` needs of one measured body: its patch, the endplate columns
+    """What :func:`tasks.biomarkers.slice_profile.slice_profile_fit` needs of one measured body: its patch, the endplate columns
     (``centres`` with half band ``w``, depth coordinates ``u``), the edges found on them (``top``, ``bottom``,
     mm along the axis from the centre) and their quadratics, the search range (``up_mm``, ``down_mm``), the
-    slice box ``width`` along the axis, and what :func:`_from_fit` needs again."""
+    slice box ``width`` along the axis, and what :func:`heights_from_quadratics` needs again."""
 
     patch: _Patch
     centres: NDArray[np.intp]
@@ -94,7 +94,7 @@ class HeightMeasurement:
     centre_mm: tuple[float, float] | None = None
     n_points: int = 0
     flags: list[str] = field(default_factory=list)
-    # the endplate columns, kept by measure_body(slice_mm=...) for slice_profile_fit
+    # the endplate columns, kept by measure_body(slice_mm=...) for slice_profile.slice_profile_fit
     columns: EndplateColumns | None = field(default=None, repr=False, compare=False)
 
     def heights(self) -> VertebralHeights:
@@ -302,10 +302,11 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     slice_mm
         Slice thickness of a CT series whose slices are the image rows: the endplates found on the column
         profiles are then placed inside their slices by a least-squares fit of a box slice profile to the
-        slice samples (:func:`box_profile_endplates`); None: the edge search alone (radiographs).
+        slice samples (:func:`tasks.biomarkers.slice_profile.box_profile_endplates`); None: the edge search
+        alone (radiographs).
     defer_slice_fit
-        With ``slice_mm``: keep the slice samples in the result (``samples``) and leave the fit to
-        :func:`slice_profile_fit`, which fits many bodies at once.
+        With ``slice_mm``: keep the endplate columns in the result (``columns``) and leave the fit to
+        :func:`tasks.biomarkers.slice_profile.slice_profile_fit`, which fits many bodies at once.
 
     Notes
     -----
