@@ -461,9 +461,7 @@ def _text_flags(modality: str | None, series_description: str | None, protocol_n
 def _series_row(uid: str, s: _Series) -> dict[str, Any]:
     p = s.partial
     t = _by_column(p.tallies)
-    # every mode once (most columns hold one value in the whole series)
-    modes = dict(zip(MODE_COLUMNS, (next(iter(c), None) if len(c) <= 1 else _tally_mode(c)
-                                    for c in t[: len(MODE_COLUMNS)]), strict=True))
+    modes = dict(zip(MODE_COLUMNS, map(_tally_mode, t[: len(MODE_COLUMNS)]), strict=True))  # each once
     get = modes.__getitem__
     med = lambda k: _tally_median(t[_COL[k]])  # noqa: E731
     modality = get("modality")
