@@ -11,9 +11,9 @@ under ``--cache``. Every ratio is measured in this run against a baseline measur
   files divided by CPU seconds of ``tasks.dicom.ingest.index_batch`` over the same files (read, hash,
   header parse, promoted columns, DICOM JSON, Arrow);
 - ``scaling_1_to_2``: wall time of a whole ingest of both archives (``--files`` and ``--big``; the
-  ``--files`` one alone with ``--scaling-small``) with a 1-worker LocalCluster divided by that with 2 workers (processes, one thread each; each fresh
-  cluster first runs a small ingest, as a long-lived one has; runs alternated, best of ``--repeat``), with
-  the driver's share of the CPU time;
+  ``--files`` one alone with ``--scaling-small``) with a 1-worker LocalCluster divided by that with 2
+  workers (processes, one thread each; each fresh cluster first runs a small ingest, as a long-lived one
+  has; runs alternated, best of ``--repeat``), with the driver's share of the CPU time;
 - ``peak_mb_20k`` / ``peak_mb_60k``: peak RSS of a fresh process that ingests ``--files`` / ``--big``
   files (in-process batches, not yet published); ``*_publish``: the same after the warehouse's publish.
 

@@ -29,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -268,28 +269,28 @@ def _stages(srcs: list[DicomSource], prev_manifest: pa.Table, size: int, taper: 
 
     A first run over local folders (which stream plain paths: no stat, no diff) is one stage: the batches
     of every folder follow each other without a pause (the workers start on the next folder while the
-    last batches of the previous one finish; only the very end of the run tapers). Otherwise each source is a stage of its
-    own, planned only when the previous one is done: a later run must know a source's changed files, and
-    forget their instances, before any of its batches is resolved.
+    last batches of the previous one finish; only the very end of the run tapers). Otherwise each source
+    is a stage of its own, planned only when the previous one is done: a later run must know a source's
+    changed files, and forget their instances, before any of its batches is resolved.
     """
+
+    def folder(src: FolderSource, diff: ManifestDiff, taper: int) -> Iterator[tuple[DicomSource, Batch]]:
+        # a first run reads every file: plain paths in order, no stat (size and mtime come from the open
+        # file), no diff (every file is new)
+        return ((src, b) for b in path_batches(all_new(src.iter_paths(), diff), size, taper))
+
     if not prev_manifest.num_rows and all(isinstance(src, FolderSource) for src in srcs):
         diffs = [ManifestDiff() for _ in srcs]
         folders = [src for src in srcs if isinstance(src, FolderSource)]
 
-        def streamed() -> Iterator[tuple[DicomSource, Batch]]:
-            for n, (src, diff) in enumerate(zip(folders, diffs, strict=True)):
-                last = n == len(folders) - 1
-                for b in path_batches(all_new(src.iter_paths(), diff), size, taper if last else 0):
-                    yield src, b
-
-        yield streamed(), diffs
+        last = len(folders) - 1
+        yield chain.from_iterable(folder(src, diff, taper if n == last else 0)
+                                  for n, (src, diff) in enumerate(zip(folders, diffs, strict=True))), diffs
         return
     for src in srcs:
         diff = ManifestDiff()
         if not prev_manifest.num_rows and isinstance(src, FolderSource):
-            # A first run reads every file: plain paths in order, no stat (size and mtime come from the
-            # open file), no diff (every file is new).
-            yield ((src, b) for b in path_batches(all_new(src.iter_paths(), diff), size, taper)), [diff]
+            yield folder(src, diff, taper), [diff]
             continue
         listing = iter_diff(src.list_files(), prev_manifest, diff,
                             in_order=bool(getattr(src, "lists_in_order", False)))
