@@ -36,7 +36,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from flows.ingest_batches import Batch, BatchRunner, all_new, file_batches, path_batches
+from flows.ingest_batches import Batch, BatchRunner, InOrder, all_new, file_batches, path_batches
 from schemas import get_table
 from tasks.dicom.ingest import (
     NARROW_COLUMNS,
@@ -194,6 +194,7 @@ def run_ingest(
     reasons: Counter[str] = Counter()
     writer = _Writer(builder)
     acc = SeriesAccumulator(defer_positions=incremental)
+    in_order = InOrder(acc)
     reread: set[str] = set()
     changed: set[str] = set()
     dropped_series: set[str] = set()
@@ -212,13 +213,12 @@ def run_ingest(
             done = 0
             for batch, result, rels in runner.results(items, kw):
                 res = resolve_batch(result, known, builder.run_id)
-                written = runner.keep(result, rels, res.dropped, res.duplicates.column("path").to_pylist())
+                written, fix = runner.keep(result, rels, res.dropped, res.duplicates.column("path").to_pylist())
                 if "instances" not in written:
                     writer.add("instances", res.instances)
                 if "manifest" not in written:
                     writer.add("manifest", res.manifest)
-                runner.hydrate(result, res, rels)
-                acc.add(*res.summaries(result))
+                in_order.add(result, res, fix)
                 # Buffered and written in large files; rows they supersede (changed files) are dropped at the end.
                 writer.add("quarantine", res.quarantine)
                 writer.add("duplicates", res.duplicates)
@@ -238,6 +238,7 @@ def run_ingest(
                 summary.new += d.new
                 summary.changed += d.changed
                 summary.unchanged += d.unchanged
+        in_order.close()
         runner.finish()
     summary.quarantined = dict(sorted(reasons.items()))
     writer.flush()

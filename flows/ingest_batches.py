@@ -5,8 +5,9 @@
 instance rows (the DICOM JSON is most of the bytes) straight into a data file the run has staged for it
 (:meth:`warehouse.builder.SnapshotBuilder.stage`), and its manifest rows into another, so the driver
 neither receives nor encodes them and its share of the CPU stays small: that is what lets a second worker
-nearly double the throughput. The rare batch with duplicate instances is rewritten by a worker too
-(:func:`rewrite_staged`).
+nearly double the throughput. A batch with duplicate instances is rewritten by a worker too
+(:func:`rewrite_instances`, which also re-summarises what the batch lost, and :func:`rewrite_manifest`), and
+:class:`InOrder` merges the batches' series summaries in batch order as they become ready.
 """
 
 from __future__ import annotations
@@ -21,24 +22,26 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.dicom.ingest import (
-    DRIVER_COLUMNS,
     BatchResult,
+    DroppedSummary,
     Resolved,
     drop_positions,
     index_batch,
     mark_duplicates,
     narrow_for_driver,
     summarise_batch,
+    summarise_dropped,
     with_run_id,
 )
 from tasks.dicom.manifest import ManifestDiff
+from tasks.dicom.series import SeriesAccumulator
 from tasks.dicom.sources import DicomSource, SourceFile
 from warehouse.builder import write_staged
 
 if TYPE_CHECKING:
     from warehouse.lake import SnapshotBuilder
 
-__all__ = ["Batch", "BatchRunner", "batched", "file_batches", "path_batches", "all_new", "STAGED_TABLES"]
+__all__ = ["Batch", "BatchRunner", "InOrder", "batched", "file_batches", "path_batches", "all_new", "STAGED_TABLES"]
 
 T = TypeVar("T")
 
@@ -160,12 +163,46 @@ def index_one(source: DicomSource, batch: Batch, kw: dict[str, Any], stage: dict
     return result
 
 
-def rewrite_staged(table: str, src: str, dst: str, drop_rows: list[int] | None = None,
-                   duplicate_paths: list[str] | None = None) -> int:
-    """Write staged file ``src`` of ``table`` again at ``dst``: less the rows at positions ``drop_rows``
-    (instances), or with the status of ``duplicate_paths`` set to ``duplicate`` (manifest)."""
-    rows = drop_positions(pq.read_table(src), drop_rows or [])
-    return write_staged(table, dst, mark_duplicates(rows, duplicate_paths or []))
+def rewrite_instances(src: str, dst: str, drop_rows: list[int]) -> tuple[int, DroppedSummary]:
+    """Write staged instance file ``src`` again at ``dst`` less the rows at positions ``drop_rows``; with
+    the rows written, what the batch's summaries lose with them (:func:`summarise_dropped`)."""
+    rows = pq.read_table(src)
+    return write_staged("instances", dst, drop_positions(rows, drop_rows)), summarise_dropped(rows, drop_rows)
+
+
+def rewrite_manifest(src: str, dst: str, duplicate_paths: list[str]) -> int:
+    """Write staged manifest file ``src`` again at ``dst`` with the status of ``duplicate_paths`` set to
+    ``duplicate``."""
+    return write_staged("manifest", dst, mark_duplicates(pq.read_table(src), duplicate_paths))
+
+
+class InOrder:
+    """Merges batches' series summaries into ``acc`` in batch order (partials merge in instance order),
+    each as soon as it and every batch before it are ready: a batch that lost rows to duplicates waits
+    for the worker that re-summarises it (a future of :func:`rewrite_instances`), those after it behind it.
+    """
+
+    def __init__(self, acc: SeriesAccumulator) -> None:
+        self.acc = acc
+        self._queue: deque[tuple[BatchResult, Resolved, Any]] = deque()
+
+    def add(self, result: BatchResult, res: Resolved, fix: Any = None) -> None:
+        """Queue a resolved batch (``fix``: the future from :meth:`BatchRunner.keep`, or ``None``)."""
+        self._queue.append((result, res, fix))
+        self._drain(wait=False)
+
+    def close(self) -> None:
+        """Merge every queued batch, waiting for the re-summaries still running."""
+        self._drain(wait=True)
+
+    def _drain(self, wait: bool) -> None:
+        q = self._queue
+        while q:
+            result, res, fix = q[0]
+            if fix is not None and not wait and not fix.done():
+                return
+            q.popleft()
+            self.acc.add(*res.summaries(result, fix.result()[1] if fix is not None else None))
 
 
 class BatchRunner:
@@ -235,13 +272,16 @@ class BatchRunner:
             yield b0, fut0.result(), rels0
 
     def keep(self, result: BatchResult, rels: dict[str, str], dropped: list[int],
-             duplicate_paths: list[str]) -> set[str]:
+             duplicate_paths: list[str]) -> tuple[set[str], Any]:
         """Adopt the files a batch's worker wrote: instances less the ``dropped`` rows, manifest with the
         ``duplicate_paths`` marked (such files are rewritten by a worker: collect with :meth:`finish`).
 
-        Returns the tables handled; the caller writes the batch's rows of the others itself.
+        Returns the tables handled (the caller writes the batch's rows of the others itself) and, where
+        the instance file loses rows, the future of its rewrite (:func:`rewrite_instances`, for
+        :class:`InOrder`), else ``None``.
         """
         done = set()
+        fix = None
         for table, rel in rels.items():
             if table not in result.staged:
                 self.builder.discard(rel)  # not written: the worker could not write there, or no rows
@@ -252,23 +292,13 @@ class BatchRunner:
                 self.builder.adopt(table, rel, rows=result.staged_rows.get(table))
                 continue
             new_rel, new_path = self.builder.stage(table)
-            args = (table, str(self.builder.warehouse.root / rel), str(new_path),
-                    dropped if table == "instances" else None, duplicate_paths if table == "manifest" else None)
-            fut = (self._client.submit(rewrite_staged, *args, pure=False, priority=1)  # before queued batches
-                   if self._client is not None else None)
-            if fut is None:
-                rewrite_staged(*args)
+            rewrite = rewrite_instances if table == "instances" else rewrite_manifest
+            fut = self._client.submit(rewrite, str(self.builder.warehouse.root / rel), str(new_path), change,
+                                      pure=False, priority=1)  # before the queued batches
+            if table == "instances":
+                fix = fut
             self._rewrites.append((fut, table, rel, new_rel))
-        return done
-
-    def hydrate(self, result: BatchResult, res: Resolved, rels: dict[str, str]) -> None:
-        """Before re-summarising a batch that lost rows to duplicates, read the columns that needs
-        (:data:`DRIVER_COLUMNS`) back from its worker-written instance file (rare: most batches lose none)."""
-        if not res.dropped or "instances" not in result.staged:
-            return
-        full = pq.read_table(self.builder.warehouse.root / rels["instances"], columns=list(DRIVER_COLUMNS))
-        result.parsed = full
-        res.instances = drop_positions(full, res.dropped)
+        return done, fix
 
     def finish(self) -> None:
         """Wait for the rewrites of batches with duplicates and adopt their files."""

@@ -34,9 +34,6 @@ from tasks.dicom.sources import DicomSource, SourceFile
 
 #: Columns the series/studies aggregation needs (``dicom_json`` is not among them).
 NARROW_COLUMNS: tuple[str, ...] = ("sop_instance_uid", "path", *SERIES_INPUT_COLUMNS)
-#: What re-summarising a batch that lost rows needs (series partials and study descriptions).
-DRIVER_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(
-    (*NARROW_COLUMNS, "content_hash", "study_instance_uid", "study_description")))
 
 
 _SERIES_SET = frozenset(SERIES_COLUMNS)
@@ -115,7 +112,7 @@ def narrow_for_driver(result: BatchResult) -> BatchResult:
     """Of a batch whose instance rows were written where it ran, keep none of the columns of ``parsed``,
     only its row count (a column ``_rows`` of nulls): duplicate resolution reads the UIDs, paths and hashes
     it needs from the spill records (:func:`records_at`), and a batch that loses rows to duplicates is
-    re-summarised from :data:`DRIVER_COLUMNS` read back from its file."""
+    re-summarised where its file is rewritten (:func:`summarise_dropped`)."""
     # a null-typed column keeps the row count (a table without columns loses it when pickled) in no bytes
     result.parsed = pa.table({"_rows": pa.nulls(result.parsed.num_rows)})
     return result
@@ -303,25 +300,47 @@ class Resolved:
     manifest: pa.Table
     dropped: list[int] = field(default_factory=list)
 
-    def summaries(self, batch: BatchResult) -> tuple[dict[str, SeriesPartial], dict[str, Counter[str]]]:
-        """The batch's series partials and study descriptions without the dropped rows (the series
-        that lost a row are summarised again from the kept rows; description counts are subtracted)."""
+    def summaries(self, batch: BatchResult, fix: DroppedSummary | None = None,
+                  ) -> tuple[dict[str, SeriesPartial], dict[str, Counter[str]]]:
+        """The batch's series partials and study descriptions without the dropped rows: the series that
+        lost a row are summarised again from the kept rows and description counts are subtracted
+        (``fix``: that work done where the batch's file was rewritten; else from ``batch.parsed``)."""
         if batch.series is None:
             return series_partials(self.instances), study_descriptions(self.instances)
         if not self.dropped:
             return batch.series, batch.descriptions
-        gone = batch.parsed.take(pa.array(self.dropped, pa.int64()))
-        touched = set(gone.column("series_instance_uid").to_pylist())
-        parts = {uid: p for uid, p in batch.series.items() if uid not in touched}
-        again = self.instances.filter(pc.is_in(self.instances.column("series_instance_uid"),
-                                               value_set=pa.array(sorted(touched), pa.string())))
-        parts.update(series_partials(again))
+        if fix is None:
+            fix = summarise_dropped(batch.parsed, self.dropped)
+        parts = {uid: p for uid, p in batch.series.items() if uid not in fix.touched}
+        parts.update(fix.series)
         desc = {uid: Counter(c) for uid, c in batch.descriptions.items()}
-        for uid, d in zip(gone.column("study_instance_uid").to_pylist(),
-                          gone.column("study_description").to_pylist(), strict=True):
+        for uid, d in fix.gone_descriptions:
             if d:
                 desc[uid][d] -= 1
         return parts, {uid: +c for uid, c in desc.items() if +c}
+
+
+@dataclass
+class DroppedSummary:
+    """What the rows a batch lost to duplicates change in its summaries: the series they were in
+    (``touched``) summarised again from the rows kept, and the (study UID, description) of each lost row."""
+
+    touched: frozenset[str]
+    series: dict[str, SeriesPartial]
+    gone_descriptions: list[tuple[str, str | None]]
+
+
+def summarise_dropped(rows: pa.Table, dropped: Sequence[int]) -> DroppedSummary:
+    """:class:`DroppedSummary` of a batch's instance ``rows`` (all of them, in batch order) losing the rows at
+    positions ``dropped``."""
+    gone = rows.take(pa.array(dropped, pa.int64()))
+    touched = frozenset(gone.column("series_instance_uid").to_pylist())
+    kept = drop_positions(rows, dropped)
+    again = kept.filter(pc.is_in(kept.column("series_instance_uid"),
+                                 value_set=pa.array(sorted(touched), pa.string())))
+    pairs = list(zip(gone.column("study_instance_uid").to_pylist(), gone.column("study_description").to_pylist(),
+                     strict=True))
+    return DroppedSummary(touched, series_partials(again), pairs)
 
 
 def resolve_batch(batch: BatchResult, known: KnownInstances | dict[str, tuple[str, str]], run_id: str) -> Resolved:
