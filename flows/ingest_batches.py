@@ -167,7 +167,8 @@ def rewrite_instances(src: str, dst: str, drop_rows: list[int]) -> tuple[int, Dr
     """Write staged instance file ``src`` again at ``dst`` less the rows at positions ``drop_rows``; with
     the rows written, what the batch's summaries lose with them (:func:`summarise_dropped`)."""
     rows = pq.read_table(src)
-    return write_staged("instances", dst, drop_positions(rows, drop_rows)), summarise_dropped(rows, drop_rows)
+    kept = drop_positions(rows, drop_rows)
+    return write_staged("instances", dst, kept), summarise_dropped(rows, kept, drop_rows)
 
 
 def rewrite_manifest(src: str, dst: str, duplicate_paths: list[str]) -> int:

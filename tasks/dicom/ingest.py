@@ -310,7 +310,7 @@ class Resolved:
         if not self.dropped:
             return batch.series, batch.descriptions
         if fix is None:
-            fix = summarise_dropped(batch.parsed, self.dropped)
+            fix = summarise_dropped(batch.parsed, self.instances, self.dropped)
         parts = {uid: p for uid, p in batch.series.items() if uid not in fix.touched}
         parts.update(fix.series)
         desc = {uid: Counter(c) for uid, c in batch.descriptions.items()}
@@ -330,12 +330,11 @@ class DroppedSummary:
     gone_descriptions: list[tuple[str, str | None]]
 
 
-def summarise_dropped(rows: pa.Table, dropped: Sequence[int]) -> DroppedSummary:
+def summarise_dropped(rows: pa.Table, kept: pa.Table, dropped: Sequence[int]) -> DroppedSummary:
     """:class:`DroppedSummary` of a batch's instance ``rows`` (all of them, in batch order) losing the rows at
-    positions ``dropped``."""
+    positions ``dropped`` (``kept``: the rest, ``drop_positions(rows, dropped)``)."""
     gone = rows.take(pa.array(dropped, pa.int64()))
     touched = frozenset(gone.column("series_instance_uid").to_pylist())
-    kept = drop_positions(rows, dropped)
     again = kept.filter(pc.is_in(kept.column("series_instance_uid"),
                                  value_set=pa.array(sorted(touched), pa.string())))
     pairs = list(zip(gone.column("study_instance_uid").to_pylist(), gone.column("study_description").to_pylist(),
