@@ -54,7 +54,9 @@ VERTEBRAL_FRACTURES = Table(
         Column("spinal_deformity_index", pa.int16(), "sum of the grades of the series", min=0, max=24),
         Column("body_center_mm", pa.float64(),
                "cranio-caudal position of the body centre: patient z (CT) or image row (radiograph)", unit="mm"),
-        Column("qc_flags", pa.string(), "comma-separated measurement flags, empty when none"),
+        Column("qc_flags", pa.string(), "comma-separated measurement flags, empty when none; "
+               "'thick_slices': a CT series with slices thicker than 3 mm, where heights and grades are "
+               "less accurate (see README)"),
         *_common(),
     ),
 )

@@ -33,6 +33,7 @@ def test_ct_phantoms_thin_slices(fractured: list) -> None:
     for p in fractured[:3]:
         anat, vol, truth = render_spine_ct(p, 2.5, 0.78)
         got = {a.level: a for a in assess_ct(vol, labels_from_truth(anat, vol))}
+        assert not any("thick_slices" in a.flags for a in got.values())
         for level, tr in truth.items():
             sc.add(got.get(level), tr)
     s = sc.summary()
@@ -53,6 +54,7 @@ def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
     for p in fractured:
         anat, vol, truth = render_spine_ct(p, 5.0, 1.5)
         got = {a.level: a for a in assess_ct(vol, labels_from_truth(anat, vol))}
+        assert got and all("thick_slices" in a.flags for a in got.values())  # told apart downstream
         for level, tr in truth.items():
             sc.add(got.get(level), tr)
     s = sc.summary()

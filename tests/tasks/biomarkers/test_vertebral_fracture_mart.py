@@ -24,9 +24,9 @@ def _series(uid: str, study: str, person: str, d: date) -> dict:
             "n_instances": 1}
 
 
-def _vf(uid: str, level: str, grade: int, kind: str = "wedge", sdi: int = 2) -> dict:
+def _vf(uid: str, level: str, grade: int, kind: str = "wedge", sdi: int = 2, flags: str | None = None) -> dict:
     return {"series_instance_uid": uid, "level": level, "genant_grade": grade, "fracture_type": kind,
-            "spinal_deformity_index": sdi, "source": "ct", "extractor_version": "t"}
+            "spinal_deformity_index": sdi, "source": "ct", "extractor_version": "t", "qc_flags": flags}
 
 
 def _fx(person: str, d: date, site: str = "vertebral") -> dict:
@@ -49,7 +49,7 @@ def test_mart_finds_only_unrecognised_grade2_fractures() -> None:
     vfs = [
         _vf("s.a", "L1", 2), _vf("s.a", "T12", 0, "none"), _vf("s.a", "L2", 3, "crush"),
         _vf("s.b", "L1", 3), _vf("s.c", "L1", 1), _vf("s.d1", "T12", 2, "biconcave"), _vf("s.d2", "T12", 3),
-        _vf("s.e", "L3", 2),
+        _vf("s.e", "L3", 2, flags="partial_body,thick_slices"),  # from a thick-slice series only
     ]
     events = [_fx("pb", date(2018, 1, 1)), _fx("pd", date(2019, 6, 1)), _fx("pe", date(2018, 1, 1), "hip")]
     con = duckdb.connect()
@@ -68,5 +68,6 @@ def test_mart_finds_only_unrecognised_grade2_fractures() -> None:
     assert by["pd"]["series_instance_uid"] == "s.d1" and by["pd"]["image_date"] == date(2019, 1, 1)
     assert by["pd"]["first_vf_diagnosis_after_date"] == date(2019, 6, 1)
     assert by["pd"]["days_image_to_diagnosis"] == 151
+    assert [by[p]["thick_slices"] for p in ("pa", "pd", "pe")] == [False, False, True]
     text = SQL.read_text()
     assert text.rstrip().endswith("select * from final")

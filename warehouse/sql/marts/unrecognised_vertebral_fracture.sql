@@ -4,7 +4,9 @@
 -- Reads silver.vertebral_fractures (per series and level), bronze.series and bronze.studies (person and
 -- study date of each series) and silver.fracture_events (site 'vertebral').
 -- A diagnosis recorded after the image does not make the fracture recognised at the time of the image; it
--- is reported in first_vf_diagnosis_after_date / days_image_to_diagnosis.
+-- is reported in first_vf_diagnosis_after_date / days_image_to_diagnosis. thick_slices: a fractured level
+-- of that image was measured on CT slices thicker than 3 mm (qc flag 'thick_slices'), where grades are
+-- less accurate than on thin slices (README, benchmarks): worth a radiologist's look before outreach.
 with fractures as (
     select
         series_instance_uid,
@@ -12,7 +14,8 @@ with fractures as (
         genant_grade,
         fracture_type,
         spinal_deformity_index,
-        source
+        source,
+        coalesce(list_contains(string_split(qc_flags, ','), 'thick_slices'), false) as thick_slices
     from silver.vertebral_fractures
     where genant_grade >= 2
 ),
@@ -27,7 +30,8 @@ imaged as (
         f.genant_grade,
         f.fracture_type,
         f.spinal_deformity_index,
-        f.source
+        f.source,
+        f.thick_slices
     from fractures f
     join bronze.series se using (series_instance_uid)
     left join bronze.studies st on st.study_instance_uid = se.study_instance_uid
@@ -61,7 +65,8 @@ levels as (
         i.person_key,
         max(i.genant_grade) as max_genant_grade,
         count(*) as n_fractured_levels,
-        string_agg(i.level || ':' || i.fracture_type, ',' order by i.level) as fractured_levels
+        string_agg(i.level || ':' || i.fracture_type, ',' order by i.level) as fractured_levels,
+        bool_or(i.thick_slices) as thick_slices
     from imaged i
     join first_image fi using (person_key, series_instance_uid)
     group by i.person_key
@@ -84,6 +89,7 @@ final as (
         l.n_fractured_levels,
         l.fractured_levels,
         fi.spinal_deformity_index,
+        l.thick_slices,
         (select min(d.event_date) from vertebral_dx d
           where d.person_key = fi.person_key and d.event_date > fi.image_date) as first_vf_diagnosis_after_date,
         datediff('day', fi.image_date,
