@@ -15,7 +15,9 @@ or 7%, hip geometry within 3%, texture AUC) with their counts: a true grade >= 2
 got no grade is a false negative (``pos_missing``), and ungraded levels are counted apart (``missing``) and the time of the measurement relative to the labeller's, and
 ends with one line ``fragility_accuracy: key=value ...``. CT is measured on thin (2.5 mm) and thick (5 mm)
 phantoms of the same patients (``--seed``), and again on held-out population seeds (``--ct-heldout-seeds``,
-``ct_ho_*`` / ``ct5_ho_*``) that were not used to tune the measurement.
+``ct_ho_*`` / ``ct5_ho_*``) that were not used to tune the measurement. ``ct5_best_*`` / ``ct5_ho_best_*``
+are what 5 mm slices can show at best (:func:`cortex_only_bound`): where a body's bone is as dense as its
+disc (``ct5_bone_as_disc``, the share of such bodies) a slice says only which slice holds an endplate's cortex.
 
     .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
     .venv/bin/python bench/fragility_accuracy.py --ct-only --ct-heldout-seeds 53 59 61 67 --ct-heldout-per-seed 10
@@ -41,14 +43,9 @@ from tasks.biomarkers.spine import VertebraLabel
 from tasks.dicom.volume import Volume
 
 
-def render_spine_ct(p: Patient, slice_mm: float = 2.5, pixel_mm: float = 0.78, seed: int = 1,
-                    fov_mm: float = 128.0, levels: tuple[str, str] | None = None,
-                    ) -> tuple[Anatomy, Volume, dict[str, dict[str, Any]]]:
-    """CT of the spine region of ``p`` rendered by ``synthetic.ct`` (partial volume over each voxel).
-
-    ``levels`` = (top, bottom) limits the slices to those levels (+/- 12 mm). Returns the anatomy, the
-    canonical :class:`Volume` and the truth rows (``synthetic.ct.vertebra_truth``) by level.
-    """
+def spine_ct_setup(p: Patient, slice_mm: float, pixel_mm: float, fov_mm: float = 128.0,
+                   levels: tuple[str, str] | None = None) -> tuple[Anatomy, C.CTParams, np.ndarray]:
+    """Anatomy, scanner parameters and HU table (by tissue label) of :func:`render_spine_ct`'s phantom."""
     anat = build_anatomy(p)
     l3 = anat.vertebra("L3")
     n = int(round(fov_mm / pixel_mm))
@@ -57,7 +54,18 @@ def render_spine_ct(p: Patient, slice_mm: float = 2.5, pixel_mm: float = 0.78, s
         kw = {"z_end": anat.vertebra(levels[0]).z_max + 12.0, "z_start": anat.vertebra(levels[1]).z_min - 12.0}
     params = C.default_params(anat, fov_mm=n * pixel_mm, pixel_mm=pixel_mm, slice_mm=slice_mm, center_x=0.0,
                               center_y=float(l3.yc + 15.0), **kw)
-    table = C.hu_table(p, p.baseline, params.kvp, params.contrast, params.trab_contrast_hu)
+    return anat, params, C.hu_table(p, p.baseline, params.kvp, params.contrast, params.trab_contrast_hu)
+
+
+def render_spine_ct(p: Patient, slice_mm: float = 2.5, pixel_mm: float = 0.78, seed: int = 1,
+                    fov_mm: float = 128.0, levels: tuple[str, str] | None = None,
+                    ) -> tuple[Anatomy, Volume, dict[str, dict[str, Any]]]:
+    """CT of the spine region of ``p`` rendered by ``synthetic.ct`` (partial volume over each voxel).
+
+    ``levels`` = (top, bottom) limits the slices to those levels (+/- 12 mm). Returns the anatomy, the
+    canonical :class:`Volume` and the truth rows (``synthetic.ct.vertebra_truth``) by level.
+    """
+    anat, params, table = spine_ct_setup(p, slice_mm, pixel_mm, fov_mm, levels)
     zs = params.positions()[::-1]
     img = C.blur_and_noise(C.render_clean(anat, table, params, zs), params, np.random.default_rng([seed, p.index]))
     x, y = C.grid(params)
@@ -132,6 +140,11 @@ class Score:
         }
 
 
+#: Trabecular bone within this many HU of the disc leaves an endplate's place inside a thick slice to its cortex
+#: alone (:func:`cortex_only_bound`).
+BONE_DISC_CONTRAST_HU = 20.0
+
+
 def bench_ct(patients: list[Patient], slice_mm: float, pixel_mm: float) -> tuple[dict[str, float], float]:
     from tasks.biomarkers.spine import find_vertebrae
     from tasks.biomarkers.vertebral_fracture import assess_ct
@@ -150,6 +163,58 @@ def bench_ct(patients: list[Patient], slice_mm: float, pixel_mm: float) -> tuple
         for level, tr in truth.items():
             sc.add(res.get(level), tr)
     return sc.summary(), t_assess / max(t_label, 1e-9)
+
+
+def _place(edges: np.ndarray, surface: float, inward: float, cortex_mm: float) -> float:
+    """Where an endplate's outer ``surface`` is placed from the slices (boundaries ``edges``) its cortex
+    lies in, the cortex on the ``inward`` side (-1 below, +1 above): exactly where it spans two slices,
+    else the middle of the places it can be inside its slice."""
+    lo, hi = sorted([surface, surface + inward * cortex_mm])
+    k = int(np.searchsorted(edges, lo, side="right")) - 1
+    if not 0 <= k < len(edges) - 1 or hi > edges[k + 1] + 1e-9:
+        return surface
+    return float(0.5 * (edges[k] + edges[k + 1]) - 0.5 * inward * cortex_mm)
+
+
+def cortex_only_bound(patients: list[Patient], slice_mm: float, pixel_mm: float,
+                      contrast_hu: float = BONE_DISC_CONTRAST_HU) -> dict[str, float]:
+    """The best any measurement can do on these phantoms' slices when a body's bone is as dense as the disc.
+
+    A slice is the mean over its thickness (a box), so where trabecular bone and disc differ by less than
+    ``contrast_hu`` only the 1.2 mm endplate cortex shows where an endplate is: a cortex inside one slice
+    is known to lie somewhere in it (the estimate here: the middle of the places it can be), one across two
+    slices is placed exactly (its mass known). Bodies with more contrast than that are given their true
+    heights (the image does say where their endplates are). Noise-free and with the truth's cortex, so an
+    upper bound; the grades come from :func:`tasks.biomarkers.genant.grade_vertebrae` as the measurement's
+    do. Returns :meth:`Score.summary` plus ``bone_as_disc``, the share of bodies without that contrast.
+    """
+    from synthetic.anatomy import ALL_LEVELS, CORTEX_MM, DISC, TRAB0
+    from tasks.biomarkers.genant import VertebralHeights, grade_vertebrae
+    from tasks.biomarkers.vertebral_fracture import VertebraAssessment
+
+    sc = Score()
+    flat = bodies = 0
+    for p in patients:
+        anat, params, table = spine_ct_setup(p, slice_mm, pixel_mm)
+        zs = np.sort(params.positions())
+        edges = np.concatenate([zs - slice_mm / 2.0, [zs[-1] + slice_mm / 2.0]])
+        truth = {r["level"]: r for r in C.vertebra_truth(p, anat, p.baseline, params,
+                                                         C.covered_levels(anat, float(zs[0]), float(zs[-1])))}
+        heights = []
+        for level in truth:
+            v = anat.vertebra(level)
+            u = np.array([-1.0, 0.0, 1.0])
+            top, bottom = v.top(u), v.bottom(u)
+            bodies += 1
+            if abs(float(table[TRAB0 + ALL_LEVELS.index(level)]) - float(table[DISC])) < contrast_hu:
+                flat += 1
+                h = [_place(edges, t, -1.0, CORTEX_MM) - _place(edges, b, 1.0, CORTEX_MM) for t, b in zip(top, bottom, strict=True)]
+            else:
+                h = list(top - bottom)
+            heights.append(VertebralHeights(level, float(h[0]), float(h[1]), float(h[2])))
+        for g in grade_vertebrae(heights):
+            sc.add(VertebraAssessment.from_result(g, None, []), truth[g.level])
+    return sc.summary() | {"bone_as_disc": flat / max(bodies, 1)}
 
 
 def render_lateral(p: Patient, pix: float = 1.0, seed: int = 0) -> tuple[Anatomy, np.ndarray, np.ndarray]:
@@ -307,15 +372,20 @@ def main(argv: list[str] | None = None) -> int:
     held = fracture_enriched(tuple(args.ct_heldout_seeds), args.ct_heldout_per_seed) if args.ct_heldout_seeds else []
     ct_ho = bench_ct(held, 2.5, 0.78)[0] if held else None
     ct5_ho = bench_ct(held, 5.0, 1.5)[0] if held else None
+    # what 5 mm slices can show at best (bone as dense as disc: only the endplate cortex places an endplate)
+    ideal5 = cortex_only_bound(frac, 5.0, 1.5)
+    ideal5_ho = cortex_only_bound(held, 5.0, 1.5) if held else None
     print(f"CT 2.5 mm / 0.78 mm (seed {args.seed}, {len(frac)} fractured patients): {ct}")
     print(f"CT 5 mm / 1.5 mm    (seed {args.seed}, {len(frac)} fractured patients): {ct5}")
+    print(f"CT 5 mm at best     (the same, cortex only where bone is as dense as disc): {ideal5}")
     if held:
         print(f"CT 2.5 mm held out (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct_ho}")
         print(f"CT 5 mm held out   (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct5_ho}")
-    fields: dict[str, float] = {}
-    scores = [("ct", ct), ("ct5", ct5)]
-    if ct_ho is not None and ct5_ho is not None:
-        scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho)]
+        print(f"CT 5 mm held out at best: {ideal5_ho}")
+    fields: dict[str, float] = {"ct5_bone_as_disc": ideal5["bone_as_disc"]}
+    scores = [("ct", ct), ("ct5", ct5), ("ct5_best", ideal5)]
+    if ct_ho is not None and ct5_ho is not None and ideal5_ho is not None:
+        scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho), ("ct5_ho_best", ideal5_ho)]
     if args.ct_only:
         _fields(fields, scores)
         fields["assess_vs_label_time"] = ratio

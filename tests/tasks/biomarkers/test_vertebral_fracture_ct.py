@@ -44,8 +44,10 @@ def test_ct_phantoms_thin_slices(fractured: list) -> None:
 
 
 def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
-    # 5 mm slices, 1.5 mm pixels, the same four patients. Issue 5's CT targets are NOT met on thick slices
-    # (see bench/fragility_accuracy.py); this guards what the measurement does reach. The endplates are
+    # 5 mm slices, 1.5 mm pixels, the same four patients. Issue 5's CT targets are NOT met on thick slices,
+    # and cannot be wholly: where bone is as dense as disc a slice places an endplate only to within 3.8 mm
+    # (bench/fragility_accuracy.py's ct5_best_*, and the test below); this guards what the measurement does
+    # reach, and that every level says it was measured on thick slices. The endplates are
     # placed inside their slices by the box slice-profile fit (slice_profile.slice_profile_fit).
     # Measured: 32 levels, 0 without a grade, exact 0.812, 2 of 4 grade >= 2 found, specificity 0.964,
     # heights within 1.5 mm / 7% 0.708 (the edge search alone: exact 0.906, 4 of 4, 0.929, 0.656 on these
@@ -62,6 +64,21 @@ def test_thick_ct_phantoms_are_measured(fractured: list) -> None:
     assert s["exact"] >= 0.8 and s["spec"] >= 0.85
     assert s["n_pos"] >= 3 and s["tp"] >= 2
     assert s["heights"] >= 0.5
+
+
+def test_thick_slices_show_an_endplate_only_to_within_its_slice_when_bone_is_as_dense_as_disc(fractured: list) -> None:
+    # Why the 5 mm targets are out of reach: with bone as dense as disc a slice shows only which slice holds
+    # an endplate's 1.2 mm cortex (unless it spans two), so an endplate can be anywhere in 3.8 mm.
+    from bench.fragility_accuracy import _place, cortex_only_bound
+
+    edges = np.arange(0.0, 30.0, 5.0)
+    assert _place(edges, 7.0, -1.0, 1.2) == pytest.approx(7.5 + 0.6)  # top cortex 5.8-7.0: slice 5-10
+    assert _place(edges, 5.5, -1.0, 1.2) == 5.5  # cortex 4.3-5.5 spans two slices: its masses place it
+    assert _place(edges, 11.0, 1.0, 1.2) == pytest.approx(12.5 - 0.6)  # bottom cortex 11.0-12.2
+    thin, thick = cortex_only_bound(fractured, 2.5, 1.5), cortex_only_bound(fractured, 5.0, 1.5)
+    assert thin["bone_as_disc"] == thick["bone_as_disc"] > 0.1  # osteoporotic bodies in a fracture sample
+    assert thin["heights"] > thick["heights"] and thin["heights"] >= 0.95
+    assert thick["heights"] < 1.0
 
 
 def _box_samples(e: np.ndarray, s: np.ndarray, width: float, b: float, c: float, d: float,
