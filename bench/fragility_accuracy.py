@@ -18,6 +18,8 @@ phantoms of the same patients (``--seed``), and again on held-out population see
 ``ct_ho_*`` / ``ct5_ho_*``) that were not used to tune the measurement. ``ct5_best_*`` / ``ct5_ho_best_*``
 are what 5 mm slices can show at best (:func:`cortex_only_bound`): where a body's bone is as dense as its
 disc (``ct5_bone_as_disc``, the share of such bodies) a slice says only which slice holds an endplate's cortex.
+``ct_hosp_*`` is the whole CT path (labeller included) on the hospital's own thin series of fractured
+patients (``--ct-hospital-seeds``; :func:`bench_ct_hospital`).
 
     .venv/bin/python bench/fragility_accuracy.py --patients 12 [--archive DIR]
     .venv/bin/python bench/fragility_accuracy.py --ct-only --ct-heldout-seeds 53 59 61 67 --ct-heldout-per-seed 10
@@ -36,11 +38,15 @@ from typing import Any
 
 import numpy as np
 
-from synthetic import ct as C
-from synthetic.anatomy import Anatomy, build_anatomy
-from synthetic.population import LEVELS, Patient, make_population
-from tasks.biomarkers.spine import VertebraLabel
-from tasks.dicom.volume import Volume
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script: bench.ct_accuracy is imported from the checkout
+    sys.path.insert(0, str(ROOT))
+
+from synthetic import ct as C  # noqa: E402
+from synthetic.anatomy import Anatomy, build_anatomy  # noqa: E402
+from synthetic.population import LEVELS, Patient, make_population  # noqa: E402
+from tasks.biomarkers.spine import VertebraLabel  # noqa: E402
+from tasks.dicom.volume import Volume  # noqa: E402
 
 
 def spine_ct_setup(p: Patient, slice_mm: float, pixel_mm: float, fov_mm: float = 128.0,
@@ -217,6 +223,34 @@ def cortex_only_bound(patients: list[Patient], slice_mm: float, pixel_mm: float,
     return sc.summary() | {"bone_as_disc": flat / max(bodies, 1)}
 
 
+def bench_ct_hospital(seeds: tuple[int, ...], per_seed: int, thick: bool = False) -> dict[str, float]:
+    """The whole CT path on the hospital's own CT series: for the first ``per_seed`` patients of each
+    population seed with a prevalent fracture and a CT study, that study's thin (or ``thick``) axial series
+    as the synthetic hospital samples it (scanner, kernel, contrast phase, noise, pixels 0.66-3 mm, slices,
+    coverage: ``bench.ct_accuracy.synthetic_case``, the "clinical" mix; cached under ``.bench``), labelled
+    by :func:`tasks.biomarkers.spine.find_vertebrae` and measured by ``assess_ct``."""
+    from bench.ct_accuracy import synthetic_case
+    from synthetic.population import make_patient
+    from tasks.biomarkers.spine import find_vertebrae
+    from tasks.biomarkers.vertebral_fracture import assess_ct
+
+    sc = Score()
+    for seed in seeds:
+        taken = i = 0
+        while taken < per_seed and i < 400 * per_seed:
+            p = make_patient(seed, i)
+            i += 1
+            cts = [st for st in p.studies if st.kind in ("ct_abdomen", "ct_chest")]
+            if not p.fractures or not cts:
+                continue
+            taken += 1
+            case = synthetic_case(p, cts[0], seed, thick=thick, mix="clinical")
+            got = {a.level: a for a in assess_ct(case.volume, find_vertebrae(case.volume))}
+            for tr in case.vertebrae:
+                sc.add(got.get(tr["level"]), tr)
+    return sc.summary()
+
+
 def render_lateral(p: Patient, pix: float = 1.0, seed: int = 0) -> tuple[Anatomy, np.ndarray, np.ndarray]:
     """Lateral spine radiograph exactly as ``synthetic.projection.write_dx_study`` renders it (stored values,
     rows head first) and the patient z of each row."""
@@ -362,6 +396,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="population seeds of the held-out CT phantoms (thin and thick; none: skipped)")
     ap.add_argument("--ct-heldout-per-seed", type=int, default=8,
                     help="fractured patients per held-out CT seed")
+    ap.add_argument("--ct-hospital-seeds", type=int, nargs="*", default=[53, 59, 61, 67],
+                    help="population seeds of the whole-path CT sample (the hospital's series; none: skipped)")
+    ap.add_argument("--ct-hospital-per-seed", type=int, default=10, help="fractured patients per whole-path seed")
     ap.add_argument("--ct-only", action="store_true", help="only the CT phantoms (no radiographs, hip, texture)")
     args = ap.parse_args(argv)
     pop = make_population(40 * args.patients, args.seed)
@@ -382,8 +419,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CT 2.5 mm held out (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct_ho}")
         print(f"CT 5 mm held out   (seeds {args.ct_heldout_seeds} x {args.ct_heldout_per_seed}): {ct5_ho}")
         print(f"CT 5 mm held out at best: {ideal5_ho}")
+    hosp = bench_ct_hospital(tuple(args.ct_hospital_seeds), args.ct_hospital_per_seed) \
+        if args.ct_hospital_seeds else None
+    if hosp is not None:
+        print(f"CT whole path, the hospital's thin series (seeds {args.ct_hospital_seeds} x "
+              f"{args.ct_hospital_per_seed}, labeller included): {hosp}")
     fields: dict[str, float] = {"ct5_bone_as_disc": ideal5["bone_as_disc"]}
-    scores = [("ct", ct), ("ct5", ct5), ("ct5_best", ideal5)]
+    scores = [("ct", ct), ("ct5", ct5), ("ct5_best", ideal5)] + ([("ct_hosp", hosp)] if hosp is not None else [])
     if ct_ho is not None and ct5_ho is not None and ideal5_ho is not None:
         scores += [("ct_ho", ct_ho), ("ct5_ho", ct5_ho), ("ct5_ho_best", ideal5_ho)]
     if args.ct_only:
