@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from itertools import combinations
 
 import numpy as np
 import pyarrow as pa
@@ -166,6 +167,16 @@ THICK_SLICE_MM = 3.0  # slice spacing above which the labeller's z is kept (see 
 THICK_SLICES_FLAG = "thick_slices"
 THICK_REACH = 0.5  # thick slices: endplate searches reach this many slices beyond half-way to the neighbour
 CT_BONE_HU = 150.0  # cortex and dense bone on a sagittal reformat (partial volume lowers thin cortex)
+# A failed body measured again between its measured neighbours searches up to this far short of their facing
+# endplates (their cortex, blurred, lies beyond them).
+FACING_MARGIN_MM = 1.5
+# No vertebral body T10-L5 is lower than this, even collapsed (a grade 3 fracture of a 20 mm body leaves ~12 mm):
+# a lower component is a fragment, e.g. one endplate of a body whose thin walls fall below CT_BONE_HU
+# (osteoporotic bone at 2-3 mm slices), and its centre is not the body's.
+MIN_BODY_HEIGHT_MM = 10.0
+# No vertebral body T10-L5 is deeper (anterior to posterior) than this: a deeper component above CT_BONE_HU is a
+# body bridged to something in front of it (a contrast-filled vessel), whose centre and depth would mislead.
+MAX_BODY_DEPTH_MM = 50.0
 # The level outside a vertebral wall is read within this distance of the wall's peak: further out there may
 # be fat or a vessel (retroperitoneal fat in front of the lumbar bodies), darker than the soft tissue next to
 # the wall, and a floor taken there drags the wall outwards across that soft tissue (by up to 3 mm).
@@ -185,9 +196,11 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
     reformat (rows cranial-increasing, columns anterior to posterior), or None.
 
     Bone above ``CT_BONE_HU`` is closed (along the columns only), hole-filled (the cortical shell encloses the trabecular body,
-    however low its density) and opened by a 3 mm disk; of the components at least 12 mm deep and 6 mm
-    high, the one nearest to ``centre`` along the spine (within 15 mm) is the body, and among equally near
-    ones the most anterior: in the mid-sagittal plane the posterior elements always lie behind it.
+    however low its density) and opened by a 3 mm disk; of the components at least 12 mm deep, the one
+    nearest to ``centre`` along the spine (within 15 mm) is the body, and among equally near
+    ones the most anterior: in the mid-sagittal plane the posterior elements always lie behind it. A
+    component deeper than ``MAX_BODY_DEPTH_MM`` is not taken (a body bridged to an enhanced vessel), nor one
+    lower than ``MIN_BODY_HEIGHT_MM`` (a fragment of a body's shell).
     """
     sr, sc = spacing
     r0 = int(max(0, (centre[0] - reach_mm) / sr))
@@ -218,7 +231,7 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
         rc_mm = 0.5 * (top + bottom)
         cc_mm = (c0 + (sl[1].start + sl[1].stop - 1) / 2) * sc
         miss = max(bottom - centre[0], centre[0] - top, 0.0)  # distance along the spine from the guess
-        if h < 6.0 or d < 12.0 or miss > 15.0:
+        if h < MIN_BODY_HEIGHT_MM or d < 12.0 or d > MAX_BODY_DEPTH_MM or miss > 15.0:
             continue
         key = (round(miss / 3.0), cc_mm)  # nearest along the spine first, then the most anterior
         if best is None or key < best[:2]:
@@ -291,11 +304,18 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     centres: list[tuple[str, float, float]] = []
     half_depths: dict[str, float] = {}
     located: set[str] = set()
+    labelled = {v.level: (volume.z_mm(v.centre_voxel[0]) - z0, v.centre_voxel[1] * dy) for v in vertebrae}
+    found_at = {lv: locate_body_ct(images[lv][0], images[lv][1], c) for lv, c in labelled.items()}
+    # one body is not two levels: where two labels found the same body (the same centre), it is the body of
+    # the label nearer to it, and the other keeps its label's centre
+    for a, b in combinations(list(found_at), 2):
+        fa, fb = found_at[a], found_at[b]
+        if fa is not None and fb is not None and np.hypot(*np.subtract(fa[0], fb[0])) < 1.0:
+            far = max((a, b), key=lambda lv: abs(labelled[lv][0] - fa[0][0]))
+            found_at[far] = None
     for v in vertebrae:
-        kc, ic, _ = v.centre_voxel
-        c = (volume.z_mm(kc) - z0, ic * dy)
-        img, spacing = images[v.level]
-        found = locate_body_ct(img, spacing, c)
+        c = labelled[v.level]
+        found = found_at[v.level]
         if found is not None:
             if volume.spacing_mm[0] > THICK_SLICE_MM:
                 # thick slices: marrow barely clears the bone threshold and the located centre drifts
@@ -310,18 +330,22 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     dz = float(volume.spacing_mm[0])
     slice_mm = dz if CT_SLICE_PROFILE_MIN_MM is not None and dz > CT_SLICE_PROFILE_MIN_MM else None
     ms: dict[str, HeightMeasurement] = {}
+    reach: dict[str, float] = {}  # a failed body's search reach, up to its measured neighbours' endplates
     for step in range(3):
         ordered = sorted(centres, key=lambda c: -c[1])
         for g in guesses_from_centres(ordered, half_depths):
             if thick_reach:
                 g = replace(g, up_mm=g.up_mm + thick_reach, down_mm=g.down_mm + thick_reach)
+            if g.level in reach:
+                g = replace(g, up_mm=max(g.up_mm, reach[g.level]), down_mm=max(g.down_mm, reach[g.level]))
             if step == 0 or (g.level in LEVELS and (step == 1 or not _usable(ms[g.level]))):
                 img, spacing = images[g.level]
                 # the slice samples are kept from step 1 on (every graded level is measured again there)
                 ms[g.level] = measure_body(img, spacing, g, noise_sd=noise[id(img)], wall_floor_mm=CT_WALL_FLOOR_MM,
                                            slice_mm=slice_mm if step else None, defer_slice_fit=True)
         # next start: the measured centre; for a body that failed or came out implausibly low (both endplate
-        # searches started beside one endplate), half-way between its measured neighbours
+        # searches started beside one endplate), half-way between its measured neighbours' facing endplates
+        # (not their centres: a collapsed neighbour's centre lies closer), searching up to those endplates
         ordered = sorted(centres, key=lambda c: -c[1])
         new = []
         for i, (lv, r_mm, c_mm) in enumerate(ordered):
@@ -330,10 +354,17 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
                 assert m.centre_mm is not None
                 new.append((lv, *m.centre_mm))
                 continue
-            nb = [ms[ordered[j][0]].centre_mm if _usable(ms[ordered[j][0]]) else None
+            nb = [ms[ordered[j][0]] if _usable(ms[ordered[j][0]]) else None
                   for j in (i - 1, i + 1) if 0 <= j < len(ordered)]
-            if len(nb) == 2 and nb[0] is not None and nb[1] is not None:
-                new.append((lv, 0.5 * (nb[0][0] + nb[1][0]), 0.5 * (nb[0][1] + nb[1][1])))
+            up, down = (nb[0], nb[1]) if len(nb) == 2 else (None, None)
+            if up is not None and down is not None:
+                assert up.centre_mm is not None and down.centre_mm is not None
+                assert up.middle_mm is not None and down.middle_mm is not None
+                above = up.centre_mm[0] - up.middle_mm / 2.0  # the upper neighbour's lower endplate
+                below = down.centre_mm[0] + down.middle_mm / 2.0
+                new.append((lv, 0.5 * (above + below), 0.5 * (up.centre_mm[1] + down.centre_mm[1])))
+                if above - below > 2.0 * FACING_MARGIN_MM:
+                    reach[lv] = 0.5 * (above - below) - FACING_MARGIN_MM
             elif m.centre_mm is not None:  # an end of the column: the implausible body's centre is all there is
                 new.append((lv, *m.centre_mm))
             else:

@@ -176,3 +176,34 @@ def test_real_ct_partial_column_does_not_crash() -> None:
                 assert 5.0 < (a.height_posterior_mm or 0) < 60.0
         img, spacing = sagittal_reformat(vol, vol.shape[2] / 2)
         assert img.shape[1] == vol.shape[1] and spacing[1] == pytest.approx(vol.spacing_mm[1])
+
+
+def _sagittal_body(rows: int = 120, cols: int = 120, pix: float = 1.0) -> np.ndarray:
+    """A sagittal image (1 mm pixels, soft tissue 40 HU) with one body: 26 mm high, 34 mm deep, a 1.5 mm
+    cortex of 600 HU around 180 HU marrow, centred at (60, 60) mm."""
+    img = np.full((rows, cols), 40.0)
+    img[47:73, 43:77] = 600.0
+    img[48:72, 45:75] = 180.0
+    return img
+
+
+def test_locate_body_ct_finds_the_body_and_refuses_what_is_not_one() -> None:
+    from tasks.biomarkers.vertebral_fracture import locate_body_ct
+
+    img = _sagittal_body()
+    found = locate_body_ct(img, (1.0, 1.0), (62.0, 66.0))  # a labeller's start 2 mm up, 6 mm back
+    assert found is not None
+    (row, col), half_depth = found
+    assert row == pytest.approx(59.5, abs=1.0) and col == pytest.approx(59.5, abs=1.0)
+    assert half_depth == pytest.approx(17.0, abs=1.0)
+    # an enhanced vessel (200 HU) against the anterior wall: one component 57 mm deep is no body
+    vessel = img.copy()
+    vessel[40:80, 15:43] = 200.0
+    assert locate_body_ct(vessel, (1.0, 1.0), (62.0, 60.0)) is None
+    # osteoporotic marrow below the bone threshold and walls lost to partial volume: only the endplates
+    # remain, blurred over three 2.5 mm slices into 7 mm plates that are not the body (its centre lies
+    # between them)
+    plates = np.full_like(img, 40.0)
+    plates[47:54, 43:77] = 400.0
+    plates[66:73, 43:77] = 400.0
+    assert locate_body_ct(plates, (1.0, 1.0), (62.0, 66.0)) is None
