@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="population seeds of the held-out CT phantoms (thin and thick; none: skipped)")
     ap.add_argument("--ct-heldout-per-seed", type=int, default=8,
                     help="fractured patients per held-out CT seed")
-    ap.add_argument("--ct-hospital-seeds", type=int, nargs="*", default=[53, 59, 61, 67],
+    ap.add_argument("--ct-hospital-seeds", type=int, nargs="*", default=[89, 97, 101, 103],
                     help="population seeds of the whole-path CT sample (the hospital's series; none: skipped)")
     ap.add_argument("--ct-hospital-per-seed", type=int, default=10, help="fractured patients per whole-path seed")
     ap.add_argument("--ct-only", action="store_true", help="only the CT phantoms (no radiographs, hip, texture)")
