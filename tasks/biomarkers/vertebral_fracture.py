@@ -159,8 +159,8 @@ def sagittal_reformats(volume: Volume, columns: Sequence[float], slab_mm: float 
 
 THICK_SLICE_MM = 3.0  # slice spacing above which the labeller's z is kept (see assess_ct)
 # qc flag of every level measured on slices thicker than THICK_SLICE_MM. There the heights and grades fall
-# short of issue 5's targets (bench/fragility_accuracy.py, 5 mm phantoms: exact 0.87-0.88, sensitivity for
-# grade >= 2 0.68-0.77, specificity 0.97-0.98): a thin disc (6-8 mm at the thoracolumbar junction) is about
+# short of issue 5's targets (bench/fragility_accuracy.py, 5 mm phantoms: exact 0.87-0.90, sensitivity for
+# grade >= 2 0.67-0.71, specificity 0.97): a thin disc (6-8 mm at the thoracolumbar junction) is about
 # one slice, and with bone as dense as disc the endplate searches can take the neighbour's endplate. The
 # extractor measures the thinnest reconstruction of each study (flows.extract_biomarkers); a study that
 # only has thick slices is measured and flagged, so that a grade from it can be told apart.
