@@ -227,8 +227,10 @@ def bench_ct_hospital(seeds: tuple[int, ...], per_seed: int, thick: bool = False
     """The whole CT path on the hospital's own CT series: for the first ``per_seed`` patients of each
     population seed with a prevalent fracture and a CT study, that study's thin (or ``thick``) axial series
     as the synthetic hospital samples it (scanner, kernel, contrast phase, noise, pixels 0.66-3 mm, slices,
-    coverage: ``bench.ct_accuracy.synthetic_case``, the "clinical" mix; cached under ``.bench``), labelled
-    by :func:`tasks.biomarkers.spine.find_vertebrae` and measured by ``assess_ct``."""
+    coverage: ``bench.ct_accuracy.synthetic_case``, the "clinical" mix), labelled by
+    :func:`tasks.biomarkers.spine.find_vertebrae` and measured by ``assess_ct``. The first run renders the
+    series (about 5 s and 70 MB each, cached under ``.bench/ct_accuracy``: about 3 GB for 4 x 10); later runs
+    take about 40 s."""
     from bench.ct_accuracy import synthetic_case
     from synthetic.population import make_patient
     from tasks.biomarkers.spine import find_vertebrae
