@@ -174,9 +174,10 @@ FACING_MARGIN_MM = 1.5
 # a lower component is a fragment, e.g. one endplate of a body whose thin walls fall below CT_BONE_HU
 # (osteoporotic bone at 2-3 mm slices), and its centre is not the body's.
 MIN_BODY_HEIGHT_MM = 10.0
-# No vertebral body T10-L5 is deeper (anterior to posterior) than this: a deeper component above CT_BONE_HU is a
-# body bridged to something in front of it (a contrast-filled vessel), whose centre and depth would mislead.
-MAX_BODY_DEPTH_MM = 50.0
+# No vertebral body T10-L5 is deeper (anterior to posterior; adult lumbar bodies reach ~40 mm) than this: a
+# deeper component above CT_BONE_HU is a body bridged to something in front of it (a contrast-filled vessel),
+# whose centre and depth would mislead.
+MAX_BODY_DEPTH_MM = 45.0
 # The level outside a vertebral wall is read within this distance of the wall's peak: further out there may
 # be fat or a vessel (retroperitoneal fat in front of the lumbar bodies), darker than the soft tissue next to
 # the wall, and a floor taken there drags the wall outwards across that soft tissue (by up to 3 mm).
