@@ -223,9 +223,9 @@ def cortex_only_bound(patients: list[Patient], slice_mm: float, pixel_mm: float,
     return sc.summary() | {"bone_as_disc": flat / max(bodies, 1)}
 
 
-def bench_ct_hospital(seeds: tuple[int, ...], per_seed: int, thick: bool = False) -> dict[str, float]:
+def bench_ct_hospital(seeds: tuple[int, ...], per_seed: int) -> dict[str, float]:
     """The whole CT path on the hospital's own CT series: for the first ``per_seed`` patients of each
-    population seed with a prevalent fracture and a CT study, that study's thin (or ``thick``) axial series
+    population seed with a prevalent fracture and a CT study, that study's thin axial series
     as the synthetic hospital samples it (scanner, kernel, contrast phase, noise, pixels 0.66-3 mm, slices,
     coverage: ``bench.ct_accuracy.synthetic_case``, the "clinical" mix), labelled by
     :func:`tasks.biomarkers.spine.find_vertebrae` and measured by ``assess_ct``. The first run renders the
@@ -246,7 +246,7 @@ def bench_ct_hospital(seeds: tuple[int, ...], per_seed: int, thick: bool = False
             if not p.fractures or not cts:
                 continue
             taken += 1
-            case = synthetic_case(p, cts[0], seed, thick=thick, mix="clinical")
+            case = synthetic_case(p, cts[0], seed, mix="clinical")
             got = {a.level: a for a in assess_ct(case.volume, find_vertebrae(case.volume))}
             for tr in case.vertebrae:
                 sc.add(got.get(tr["level"]), tr)

@@ -305,6 +305,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     centres: list[tuple[str, float, float]] = []
     half_depths: dict[str, float] = {}
     located: set[str] = set()
+    thick = volume.spacing_mm[0] > THICK_SLICE_MM
     labelled = {v.level: (volume.z_mm(v.centre_voxel[0]) - z0, v.centre_voxel[1] * dy) for v in vertebrae}
     found_at = {lv: locate_body_ct(images[lv][0], images[lv][1], c) for lv, c in labelled.items()}
     # one body is not two levels: where two labels found the same body (the same centre), it is the body of
@@ -318,7 +319,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         c = labelled[v.level]
         found = found_at[v.level]
         if found is not None:
-            if volume.spacing_mm[0] > THICK_SLICE_MM:
+            if thick:
                 # thick slices: marrow barely clears the bone threshold and the located centre drifts
                 # along the spine; keep the labeller's z and take only the depth position and size
                 found = ((c[0], found[0][1]), found[1])
@@ -327,7 +328,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         centres.append((v.level, c[0], c[1]))
     # thick slices: an endplate is a bump one slice wide on each side of its slice (linear interpolation), so
     # the searches reach THICK_REACH slices beyond half-way to the neighbour to see the bump fall into the disc
-    thick_reach = THICK_REACH * volume.spacing_mm[0] if volume.spacing_mm[0] > THICK_SLICE_MM else 0.0
+    thick_reach = THICK_REACH * volume.spacing_mm[0] if thick else 0.0
     dz = float(volume.spacing_mm[0])
     slice_mm = dz if CT_SLICE_PROFILE_MIN_MM is not None and dz > CT_SLICE_PROFILE_MIN_MM else None
     ms: dict[str, HeightMeasurement] = {}
@@ -374,7 +375,6 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
         half_depths.update({lv: m.depth_mm / 2 for lv, m in ms.items() if m.depth_mm and _usable(m)})
     measured = [ms[v.level] for v in sorted(vertebrae, key=lambda v: -v.z_mm) if v.level in LEVELS]
     measured = slice_profile_fit(measured)  # all bodies' endplates at once
-    thick = volume.spacing_mm[0] > THICK_SLICE_MM
     for m in measured:
         if thick:  # measured, but less accurately than on thin slices: see THICK_SLICES_FLAG
             m.flags.append(THICK_SLICES_FLAG)
