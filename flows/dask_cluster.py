@@ -9,7 +9,8 @@ from contextlib import contextmanager
 #: every worker's stack 100 times a second), a calmer event-loop watchdog and system monitor, and the
 #: memory limits checked every second rather than ten times a second (each nanny's check, which runs in
 #: this process, opens the worker's ``/proc`` entries with psutil): together they take the idle CPU of
-#: this process from about 17 to 7 ms per second. A site's own cluster keeps its configuration.
+#: this process from about 17 to 7 ms per second. The workers also start with Arrow's memory pool set
+#: (:func:`tasks.arrow_pool.worker_environ`). A site's own cluster keeps its configuration.
 LOCAL_CONFIG = {
     "distributed.worker.profile.enabled": False,
     "distributed.admin.tick.interval": "1s",
@@ -37,7 +38,10 @@ def dask_cluster(address: str | None, workers: int) -> Iterator[str]:
 
     import dask
 
-    with dask.config.set(LOCAL_CONFIG):  # the worker processes are given the config they start with
+    from tasks.arrow_pool import worker_environ
+
+    environ = {f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in worker_environ().items()}
+    with dask.config.set(LOCAL_CONFIG | environ):  # the worker processes are given the config they start with
         cluster = LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=40
         )

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 
 from flows.ingest_batches import Batch, BatchRunner, InOrder, all_new, file_batches, path_batches
 from schemas import get_table
+from tasks.arrow_pool import use_arrow_pool
 from tasks.dicom.ingest import (
     NARROW_COLUMNS,
     KnownInstances,
@@ -184,6 +185,7 @@ def run_ingest(
     studies) its files touch, reading the previous instances one data file at a time.
     """
     start = time.perf_counter()
+    use_arrow_pool()
     summary = IngestSummary(run_id=builder.run_id)
     srcs = [open_source(s) if isinstance(s, str) else s for s in
             ([sources] if isinstance(sources, str | DicomSource) else list(sources))]

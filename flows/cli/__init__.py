@@ -57,6 +57,9 @@ def get_app() -> typer.Typer:
 
 def main() -> None:
     """Console-script entry point."""
+    from tasks.arrow_pool import use_arrow_pool
+
+    use_arrow_pool()
     get_app()(prog_name="osteolake")
 
 

@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from schemas import get_table
+from tasks.arrow_pool import use_arrow_pool
 from tasks.dicom.header import SERIES_COLUMNS, SERIES_PART, HeaderError, QuarantineReason, parse_header
 from tasks.dicom.series import (
     SERIES_INPUT_COLUMNS,
@@ -214,6 +215,7 @@ def index_batch(
     fast
         ``False`` uses the pydicom reference reader only.
     """
+    use_arrow_pool()  # wherever the batch runs (a Dask worker too): see tasks.arrow_pool
     rows: list[dict[str, Any]] = []
     bad: list[dict[str, Any]] = []
     n_fast = 0
