@@ -13,7 +13,9 @@ blocks (:mod:`tasks.biomarkers.morphology`) rather than Python loops over slices
    ~2/3 of the nearest bodies' (discs leave only posterior elements). Runs of body slices are bodies;
 3. anatomy for the labels: ribs articulate with thoracic vertebrae only, so the last body with bone in the
    posterolateral rib band (thick blobs such as enhanced kidneys removed by an opening) is T12; the
-   sacrum (the lowest wide bone, continuous with the iliac wings) lies below L5.
+   sacrum (the lowest wide bone, continuous with the iliac wings) lies below L5. A gap of about two
+   spacings between found bodies holds a body the detector missed (a collapsed one, most often): it is
+   put there (``interpolated_body``) before the levels are counted.
    When both cues are present they must agree (five lumbar bodies between them); otherwise the labels get a
    low confidence and a flag (``transitional_anatomy_suspected``, ``no_anatomical_anchor``, ...).
 
@@ -41,6 +43,9 @@ BONE_HU = 180.0  # cortical / dense bone threshold on the ~2 mm grid (partial vo
 RIB_HU = 180.0
 MAX_BODY_RADIUS_MM = 35.0
 SHELL_MIN_HU = 60.0  # shell minus core: well above noise on the ~2 mm grid
+#: A gap between two found bodies at least this many times the mean of the gaps beside it holds a body the
+#: detector missed (a missed body makes it ~1.9-2x; a collapsed or short body beside normal ones <= ~1.5x).
+MISSED_BODY_GAP_RATIO = 1.7
 _DISK3_R = 2.3  # morph.disk_rows(2.3, 2.3): the 5x5 square without its corners
 
 
@@ -54,6 +59,7 @@ class SpineFlag(StrValueEnum):
     TRANSITIONAL_ANATOMY_SUSPECTED = "transitional_anatomy_suspected"
     PARTIAL_BODY = "partial_body"
     IRREGULAR_SPACING = "irregular_vertebral_spacing"
+    INTERPOLATED_BODY = "interpolated_body"
 
 
 
@@ -352,6 +358,66 @@ class SpineResult:
     sacrum_z_mm: float | None = None
 
 
+Feature = tuple[int, int, float, float, bool, float, bool, float]  # k0, k1, ci, cj, rib, width, partial, rmax
+
+
+def _sacrum_below(g: SpineGrid, feats: list[Feature], slivers: list[tuple[int, int]],
+                  centre: np.ndarray) -> int | None:
+    """The sacrum when only its top is in view: a sliver of body-like slices (too short for a body) below
+    the lowest body, as wide as the sacrum with its alae. It is appended to ``feats`` (the lowest feature,
+    as a sacrum found as a body is) and its index returned; None when there is none.
+
+    The sacrum's body cue weakens below S1 (its bone turns into the narrowing sacral canal and foramina),
+    so a series that ends 2-4 cm below L5 often shows it only as such a sliver; without it the levels hang
+    on the rib cue alone, which enhanced kidneys can fool.
+    """
+    lowest = min(f[0] for f in feats)
+    for k0, k1 in sorted(slivers, key=lambda r: -r[0]):
+        if k1 >= lowest:
+            continue
+        ci, cj = np.median(centre[k0 : k1 + 1], axis=0)
+        width = _body_width(g, k0, k1, float(ci), float(cj))
+        if width >= 95.0:
+            feats.append((k0, k1, float(ci), float(cj), False, width, k0 == 0, 0.0))
+            return len(feats) - 1
+    return None
+
+
+def _fill_gaps(feats: list[Feature], end: int, ribs_z: np.ndarray) -> tuple[list[Feature], set[int]]:
+    """Put a body where the detector missed one: between two found bodies (``feats[:end]``, head to feet)
+    whose centres lie :data:`MISSED_BODY_GAP_RATIO` or more times the mean of the neighbouring gaps apart.
+
+    A severely collapsed body (a grade 3 wedge keeps a third of its anterior height) can lose the
+    cortical-shell contrast the detector looks for; counted past it, every level above it is named one
+    level too low. Each missed body gets the mean height and radius of the two bodies around it, its centre
+    and column position evenly between them, and the rib cue of its own slices. Returns the features with
+    the inserted ones, and the indices of those.
+    """
+    z = [0.5 * (f[0] + f[1]) for f in feats[:end]]
+    gaps = [z[k] - z[k + 1] for k in range(len(z) - 1)]
+    out: list[Feature] = []
+    inserted: set[int] = set()
+    for k, f in enumerate(feats):
+        out.append(f)
+        if k >= len(gaps):
+            continue
+        beside = [gaps[j] for j in (k - 1, k + 1) if 0 <= j < len(gaps)]
+        if not beside or gaps[k] < MISSED_BODY_GAP_RATIO * float(np.mean(beside)):
+            continue
+        nxt = feats[k + 1]
+        missing = int(round(gaps[k] / float(np.mean(beside)))) - 1
+        half = 0.25 * ((f[1] - f[0]) + (nxt[1] - nxt[0]))
+        for t in range(1, missing + 1):
+            w = t / (missing + 1)
+            zc = z[k] - w * gaps[k]
+            k0, k1 = int(round(zc - half)), int(round(zc + half))
+            rib = bool(ribs_z[max(0, k0 - 1) : k1 + 2].any())
+            inserted.add(len(out))
+            out.append((k0, k1, (1 - w) * f[2] + w * nxt[2], (1 - w) * f[3] + w * nxt[3], rib, 0.0, False,
+                        0.5 * (f[7] + nxt[7])))
+    return out, inserted
+
+
 def _label(n: int, rib: list[bool], sacrum: int | None) -> tuple[list[str | None], float, list[str]]:
     """Level names for ``n`` bodies ordered head->feet, from the rib and sacrum cues."""
     flags: list[str] = []
@@ -478,7 +544,8 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     -----
     The labels are only as good as the anatomical cues in view: without the last rib and the sacrum the
     levels are a guess and say so (confidence <= 0.15, ``no_anatomical_anchor``). Bodies cut by the edge
-    of the volume are kept for counting and flagged ``partial_body``.
+    of the volume are kept for counting and flagged ``partial_body``; a body the detector missed between two
+    found ones (:func:`_fill_gaps`) is put there for counting and measuring, flagged ``interpolated_body``.
     """
     g = downsample(volume)
     nz = g.hu.shape[0]
@@ -513,10 +580,12 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     runs = _merge_split(_runs(is_body), g.spacing_mm[0])
     ribs_z = _rib_heads(g, centre)
     dzl = g.spacing_mm[0]
-    feats = []
+    feats: list[Feature] = []
+    slivers: list[tuple[int, int]] = []
     for k0, k1 in runs:
         height = (k1 - k0 + 1) * dzl
         if height < 6.0:
+            slivers.append((k0, k1))
             continue  # an endplate or osteophyte sliver, not a body
         ci, cj = np.median(centre[k0 : k1 + 1], axis=0)
         rib = bool(ribs_z[max(0, k0 - 1) : k1 + 2].any())
@@ -534,6 +603,11 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
     while idx >= 1 and feats[idx][5] >= 95.0:
         sacrum = idx
         idx -= 1
+    if sacrum is None:
+        sacrum = _sacrum_below(g, feats, slivers, centre)
+    feats, inserted = _fill_gaps(feats, len(feats) if sacrum is None else sacrum, ribs_z)
+    if sacrum is not None:
+        sacrum += len(inserted)
     names, conf, flags = _label(len(feats), [f[4] for f in feats], sacrum)
     sacrum_z = None
     out: list[VertebraLabel] = []
@@ -559,6 +633,9 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
         if partial:
             vflags.append(SpineFlag.PARTIAL_BODY.value)
             c *= 0.7
+        if idx in inserted:
+            vflags.append(SpineFlag.INTERPOLATED_BODY.value)
+            c *= 0.6
         x, y, _ = volume.voxel_to_patient(kc, Ic, Jc)
         out.append(
             VertebraLabel(
