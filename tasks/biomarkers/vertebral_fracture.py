@@ -178,6 +178,9 @@ MIN_BODY_HEIGHT_MM = 10.0
 # deeper component above CT_BONE_HU is a body bridged to something in front of it (a contrast-filled vessel),
 # whose centre and depth would mislead.
 MAX_BODY_DEPTH_MM = 45.0
+# No vertebral body T10-L5 is taller than this (adult lumbar bodies ~25-32 mm): a taller component is two
+# bodies joined along their anterior walls by an enhanced vessel (the aorta or the cava lying against them).
+MAX_BODY_HEIGHT_MM = 40.0
 # The level outside a vertebral wall is read within this distance of the wall's peak: further out there may
 # be fat or a vessel (retroperitoneal fat in front of the lumbar bodies), darker than the soft tissue next to
 # the wall, and a floor taken there drags the wall outwards across that soft tissue (by up to 3 mm).
@@ -192,7 +195,7 @@ CT_SLICE_PROFILE_MIN_MM: float | None = THICK_SLICE_MM
 
 
 def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], centre: tuple[float, float],
-                   reach_mm: float = 30.0) -> tuple[tuple[float, float], float] | None:
+                   reach_mm: float = 30.0, along_spine: bool = True) -> tuple[tuple[float, float], float] | None:
     """Centre (row_mm, col_mm) and half depth (mm) of the vertebral body near ``centre`` on a CT sagittal
     reformat (rows cranial-increasing, columns anterior to posterior), or None.
 
@@ -201,7 +204,10 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
     nearest to ``centre`` along the spine (within 15 mm) is the body, and among equally near
     ones the most anterior: in the mid-sagittal plane the posterior elements always lie behind it. A
     component deeper than ``MAX_BODY_DEPTH_MM`` is not taken (a body bridged to an enhanced vessel), nor one
-    lower than ``MIN_BODY_HEIGHT_MM`` (a fragment of a body's shell).
+    lower than ``MIN_BODY_HEIGHT_MM`` (a fragment of a body's shell) or taller than ``MAX_BODY_HEIGHT_MM``
+    (two bodies bridged by a vessel along their anterior walls), nor one cut by the search window. With
+    ``along_spine=False`` (thick slices, where only the depth position is used: bodies there merge across
+    thin discs) those last two checks are left out.
     """
     sr, sc = spacing
     r0 = int(max(0, (centre[0] - reach_mm) / sr))
@@ -234,6 +240,8 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
         miss = max(bottom - centre[0], centre[0] - top, 0.0)  # distance along the spine from the guess
         if h < MIN_BODY_HEIGHT_MM or d < 12.0 or d > MAX_BODY_DEPTH_MM or miss > 15.0:
             continue
+        if along_spine and (h > MAX_BODY_HEIGHT_MM or sl[0].start == 0 or sl[0].stop == win.shape[0]):
+            continue  # two bodies, or cut by the search window (or the image): its centre along the spine is unknown
         key = (round(miss / 3.0), cc_mm)  # nearest along the spine first, then the most anterior
         if best is None or key < best[:2]:
             best = (key[0], key[1], ((rc_mm, cc_mm), d / 2))
@@ -307,7 +315,8 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     located: set[str] = set()
     thick = volume.spacing_mm[0] > THICK_SLICE_MM
     labelled = {v.level: (volume.z_mm(v.centre_voxel[0]) - z0, v.centre_voxel[1] * dy) for v in vertebrae}
-    found_at = {lv: locate_body_ct(images[lv][0], images[lv][1], c) for lv, c in labelled.items()}
+    found_at = {lv: locate_body_ct(images[lv][0], images[lv][1], c, along_spine=not thick)
+                for lv, c in labelled.items()}
     # one body is not two levels: where two labels found the same body (the same centre), it is the body of
     # the label nearer to it, and the other keeps its label's centre
     for a, b in combinations(list(found_at), 2):

@@ -207,3 +207,22 @@ def test_locate_body_ct_finds_the_body_and_refuses_what_is_not_one() -> None:
     plates[47:54, 43:77] = 400.0
     plates[66:73, 43:77] = 400.0
     assert locate_body_ct(plates, (1.0, 1.0), (62.0, 66.0)) is None
+
+
+def test_locate_body_ct_refuses_two_bodies_joined_by_a_vessel() -> None:
+    from tasks.biomarkers.vertebral_fracture import MAX_BODY_HEIGHT_MM, locate_body_ct
+
+    # two bodies (centres 60 and 94 mm, an 8 mm disc between them) with an enhanced vessel (200 HU) lying
+    # against both anterior walls: one component 41 mm deep (a plausible depth) and 70 mm tall, whose
+    # centre is on neither body (hospital seed 107, patient 10: L3 and L4 graded 3 at half their height)
+    img = _sagittal_body(160, 120)
+    img[81:107, 43:77] = 600.0
+    img[82:106, 45:75] = 180.0
+    img[40:110, 36:43] = 200.0
+    assert locate_body_ct(img, (1.0, 1.0), (62.0, 60.0)) is None
+    # thick slices use only the depth position, where bodies merge across thin discs: kept there
+    found = locate_body_ct(img, (1.0, 1.0), (62.0, 60.0), along_spine=False)
+    assert found is not None and found[1] == pytest.approx(20.5, abs=1.0)
+    # a window that cuts the joined component leaves a piece short enough to pass for a body: not taken
+    assert 110 - 74 <= MAX_BODY_HEIGHT_MM
+    assert locate_body_ct(img, (1.0, 1.0), (94.0, 60.0), reach_mm=20.0) is None
