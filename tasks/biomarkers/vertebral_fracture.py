@@ -10,7 +10,7 @@ column; bodies on the same column share one reformat (:func:`sagittal_reformats`
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 
@@ -181,6 +181,10 @@ MAX_BODY_DEPTH_MM = 45.0
 # No vertebral body T10-L5 is taller than this (adult lumbar bodies ~25-32 mm): a taller component is two
 # bodies joined along their anterior walls by an enhanced vessel (the aorta or the cava lying against them).
 MAX_BODY_HEIGHT_MM = 40.0
+# A body's centre lies no further than this in depth (mm) off the line through its two nearest bodies (the
+# column curves by a few mm over one level); a start further off is on a posterior element or a vessel, and
+# the body is searched for on that line instead.
+OFF_COLUMN_MM = 10.0
 # The level outside a vertebral wall is read within this distance of the wall's peak: further out there may
 # be fat or a vessel (retroperitoneal fat in front of the lumbar bodies), darker than the soft tissue next to
 # the wall, and a floor taken there drags the wall outwards across that soft tissue (by up to 3 mm).
@@ -246,6 +250,48 @@ def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], ce
         if best is None or key < best[:2]:
             best = (key[0], key[1], ((rc_mm, cc_mm), d / 2))
     return best[2] if best is not None else None
+
+
+def _line(a: tuple[str, float, float], b: tuple[str, float, float]) -> Callable[[float], float]:
+    """Depth position (column mm) along the spine (row mm) on the line through bodies ``a`` and ``b``."""
+    (_, r1, c1), (_, r2, c2) = a, b
+    if abs(r1 - r2) < 1.0:
+        return lambda r: 0.5 * (c1 + c2)
+    return lambda r: c1 + (c2 - c1) * (r - r1) / (r2 - r1)
+
+
+def _off_column(centres: list[tuple[str, float, float]]) -> list[tuple[int, float]]:
+    """Bodies whose start lies more than ``OFF_COLUMN_MM`` in depth off the line through their two nearest
+    bodies along the spine (twice that where the line is extrapolated, at an end of the column), with the
+    depth position on that line; the worst first, each judged after the
+    worse ones were moved. The line must hold for the next body beyond them as well (else one of those two
+    is the stray one), and a start within ``MIN_BODY_HEIGHT_MM`` along the spine of another body is left
+    as it is (two labels on one body, not a stray start)."""
+    work = list(centres)
+    out: list[tuple[int, float]] = []
+    moved: set[int] = set()
+    while True:
+        cands = []
+        for i, (_, row, col) in enumerate(work):
+            if i in moved:
+                continue
+            near = sorted((j for j in range(len(work)) if j != i), key=lambda j: abs(work[j][1] - row))
+            if len(near) < 2 or abs(work[near[0]][1] - row) < MIN_BODY_HEIGHT_MM:
+                continue
+            line = _line(work[near[0]], work[near[1]])
+            # beyond both (an end of the column) the line is extrapolated, which doubles its error
+            outside = (work[near[0]][1] - row) * (work[near[1]][1] - row) > 0
+            if abs(col - line(row)) <= OFF_COLUMN_MM * (2.0 if outside else 1.0):
+                continue
+            if len(near) > 2 and abs(work[near[2]][2] - line(work[near[2]][1])) > OFF_COLUMN_MM:
+                continue
+            cands.append((abs(col - line(row)), i, line(row)))
+        if not cands:
+            return out
+        _, i, col = max(cands)
+        out.append((i, col))
+        moved.add(i)
+        work[i] = (work[i][0], work[i][1], col)
 
 
 def _usable(m: HeightMeasurement) -> bool:
@@ -335,6 +381,11 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
             c, half_depths[v.level] = found
             located.add(v.level)
         centres.append((v.level, c[0], c[1]))
+    for i, col in _off_column(centres):  # a start on a posterior element (the labeller's top body, most often)
+        lv = centres[i][0]
+        centres[i] = (lv, labelled[lv][0], col)
+        located.discard(lv)
+        half_depths.pop(lv, None)
     # thick slices: an endplate is a bump one slice wide on each side of its slice (linear interpolation), so
     # the searches reach THICK_REACH slices beyond half-way to the neighbour to see the bump fall into the disc
     thick_reach = THICK_REACH * volume.spacing_mm[0] if thick else 0.0

@@ -226,3 +226,29 @@ def test_locate_body_ct_refuses_two_bodies_joined_by_a_vessel() -> None:
     # a window that cuts the joined component leaves a piece short enough to pass for a body: not taken
     assert 110 - 74 <= MAX_BODY_HEIGHT_MM
     assert locate_body_ct(img, (1.0, 1.0), (94.0, 60.0), reach_mm=20.0) is None
+
+
+def test_a_start_off_the_column_is_moved_onto_it() -> None:
+    from tasks.biomarkers.vertebral_fracture import OFF_COLUMN_MM, _off_column
+
+    # (level, row mm along the spine, column mm in depth) of starts on a gently curving column
+    column = [("T10", 280.0, 200.0), ("T11", 254.0, 201.0), ("T12", 226.0, 202.0), ("L1", 196.0, 203.0),
+              ("L2", 164.0, 203.0), ("L3", 130.0, 202.0)]
+    assert _off_column(column) == []
+    # the labeller's top body started on a posterior element 38 mm behind the column (hospital seeds 83 and
+    # 113: T10 fractures left ungraded, walls not found from there); it goes onto the line through T11, T12
+    top = [("T10", 280.0, 238.0), *column[1:]]
+    ((i, col),) = _off_column(top)
+    assert i == 0 and col == pytest.approx(200.0, abs=0.5)
+    # inside the column the line is interpolated and the tolerance is OFF_COLUMN_MM
+    mid = [*column[:3], ("L1", 196.0, 203.0 - 1.5 * OFF_COLUMN_MM), *column[4:]]
+    ((i, col),) = _off_column(mid)
+    assert i == 3 and col == pytest.approx(202.5, abs=0.5)
+    # at an end it is extrapolated, which doubles the error of the two bodies it comes from: 15 mm is kept
+    assert _off_column([("T10", 280.0, 215.0), *column[1:]]) == []
+    # a stray pair of neighbours is not a line to move a body onto (the next body disagrees with it): the
+    # stray one is moved instead, and the end body stays
+    bent = [*column[:4], ("L2", 164.0, 180.0), ("L3", 130.0, 202.0), ("L4", 96.0, 201.0)]
+    assert [i for i, _ in _off_column(bent)] == [4]
+    # two labels on one body (10 mm apart along the spine) are not a stray start
+    assert _off_column([("T9", 286.0, 240.0), *column]) == []
