@@ -324,7 +324,9 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     -----
     Each body is measured on a 2 mm sagittal slab through its own centre column, so a scoliotic column is
     followed body by body; rotation about the spine axis is not corrected. The labeller's centres are
-    only a start: each body is located again on its reformat (:func:`locate_body_ct`) and measured twice,
+    only a start: each body is located again on its reformat (:func:`locate_body_ct`; a start more than
+    ``OFF_COLUMN_MM`` in depth off the line through its two nearest bodies is moved onto it first,
+    :func:`_off_column`) and measured twice,
     the second time from the centres of the first measurement (a body that failed restarts half-way
     between its measured neighbours, and gets a third try). With slices thicker than ``THICK_SLICE_MM``
     the located centre keeps the labeller's z (marrow barely clears ``CT_BONE_HU`` there and the located
