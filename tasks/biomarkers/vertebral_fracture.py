@@ -263,10 +263,12 @@ def _line(a: tuple[str, float, float], b: tuple[str, float, float]) -> Callable[
 def _off_column(centres: list[tuple[str, float, float]]) -> list[tuple[int, float]]:
     """Bodies whose start lies more than ``OFF_COLUMN_MM`` in depth off the line through their two nearest
     bodies along the spine (twice that where the line is extrapolated, at an end of the column), with the
-    depth position on that line; the worst first, each judged after the
-    worse ones were moved. The line must hold for the next body beyond them as well (else one of those two
-    is the stray one), and a start within ``MIN_BODY_HEIGHT_MM`` along the spine of another body is left
-    as it is (two labels on one body, not a stray start)."""
+    depth position on that line; the worst first, each judged after the worse ones were moved.
+
+    The line must hold for the next body beyond those two as well (else one of them is the stray one), and
+    a start within ``MIN_BODY_HEIGHT_MM`` along the spine of another body is left as it is (two labels on
+    one body, not a stray start).
+    """
     work = list(centres)
     out: list[tuple[int, float]] = []
     moved: set[int] = set()
