@@ -192,10 +192,17 @@ CT_WALL_FLOOR_MM = 4.0
 # Slices thicker than this (mm) get their endplates placed inside the slices by a box slice-profile fit
 # (slice_profile.slice_profile_fit); None: never (the edge search alone). At 5 mm it raised exact
 # agreement (0.843 -> 0.882, 0.834 -> 0.874, 0.825 -> 0.868 on tuning, held-out and fresh phantoms)
-# and heights within tolerance (0.56 -> 0.61-0.67). At 2.5 mm it improved the heights (mean error
-# 0.60 -> 0.49 mm) but found fewer grade >= 2 fractures on both held-out sets (31 -> 28 and 30 -> 28
-# of 31), so thin slices keep the edge search alone.
-CT_SLICE_PROFILE_MIN_MM: float | None = THICK_SLICE_MM
+# and heights within tolerance (0.56 -> 0.61-0.67). At 2-2.5 mm, with the endplate columns kept within
+# CT_U_RANGE of the walls, it finds the endplate inside its slice where the edge search alone stops at the
+# slice's centre (the staircase of a tilted endplate, 1-2 mm on biconcave and wedge bodies): whole CT path
+# on five hospital samples, sensitivity 0.889-0.977 -> 0.964-1.0 (bench/fragility_accuracy.py, README).
+CT_SLICE_PROFILE_MIN_MM: float | None = 2.0
+# Endplate columns of a CT body run from -CT_U_RANGE to +CT_U_RANGE of its half depth: closer to the walls
+# a column takes in the wall's blurred cortex (a plateau as bright as the endplate), and the slice-profile
+# fit carried that into the posterior height of wedge bodies (2-3.5 mm low on phantoms at 0.88). Slices
+# thicker than THICK_SLICE_MM keep U_RANGE (0.88): at 0.84 their held-out phantoms lost (exact 0.871 ->
+# 0.860, sensitivity 0.71 -> 0.68, heights 0.664 -> 0.633).
+CT_U_RANGE = 0.84
 
 
 def locate_body_ct(image: NDArray[np.floating], spacing: tuple[float, float], centre: tuple[float, float],
@@ -396,6 +403,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     dz = float(volume.spacing_mm[0])
     slice_mm = dz if CT_SLICE_PROFILE_MIN_MM is not None and dz > CT_SLICE_PROFILE_MIN_MM else None
     ms: dict[str, HeightMeasurement] = {}
+    u_range = U_RANGE if thick else CT_U_RANGE
     reach: dict[str, float] = {}  # a failed body's search reach, up to its measured neighbours' endplates
     for step in range(3):
         ordered = sorted(centres, key=lambda c: -c[1])
@@ -408,7 +416,8 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
                 img, spacing = images[g.level]
                 # the slice samples are kept from step 1 on (every graded level is measured again there)
                 ms[g.level] = measure_body(img, spacing, g, noise_sd=noise[id(img)], wall_floor_mm=CT_WALL_FLOOR_MM,
-                                           slice_mm=slice_mm if step else None, defer_slice_fit=True)
+                                           slice_mm=slice_mm if step else None, defer_slice_fit=True,
+                                           u_max=u_range, u_min=-u_range)
         # next start: the measured centre; for a body that failed or came out implausibly low (both endplate
         # searches started beside one endplate), half-way between its measured neighbours' facing endplates
         # (not their centres: a collapsed neighbour's centre lies closer), searching up to those endplates

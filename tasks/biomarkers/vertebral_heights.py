@@ -269,7 +269,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
                  column_half_mm: float = 0.5, u_max: float = U_RANGE, inner_walls: bool = False,
                  projection: bool = False, noise_sd: float | None = None,
                  wall_floor_mm: float | None = None, slice_mm: float | None = None,
-                 defer_slice_fit: bool = False) -> HeightMeasurement:
+                 defer_slice_fit: bool = False, u_min: float = -U_RANGE) -> HeightMeasurement:
     """Anterior, middle and posterior height of the body described by ``g`` on a 2-D sagittal image.
 
     Parameters
@@ -307,6 +307,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     defer_slice_fit
         With ``slice_mm``: keep the endplate columns in the result (``columns``) and leave the fit to
         :func:`tasks.biomarkers.slice_profile.slice_profile_fit`, which fits many bodies at once.
+    u_min
+        Most anterior profile position (fraction of the half depth, negative).
 
     Notes
     -----
@@ -361,7 +363,7 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
         depth = (post - ant) * STEP_MM
         c_mid = 0.5 * (ant + post)
         # 2. endplates on column profiles
-        u = np.linspace(-U_RANGE, u_max, N_POINTS)
+        u = np.linspace(u_min, u_max, N_POINTS)
         cs = np.rint(c_mid + u * (post - ant) / 2).astype(np.intp)
         cols = patch.column_means(cs, w)  # (N_POINTS, rows)
         top = (outward_edges(cols, n0, up_stop, hl, plate_min) - n0) * STEP_MM
