@@ -402,10 +402,13 @@ def _fill_gaps(feats: list[Feature], end: int, ribs_z: np.ndarray) -> tuple[list
         if k >= len(gaps):
             continue
         beside = [gaps[j] for j in (k - 1, k + 1) if 0 <= j < len(gaps)]
-        if not beside or gaps[k] < MISSED_BODY_GAP_RATIO * float(np.mean(beside)):
+        if not beside:
+            continue
+        spacing = float(np.mean(beside))
+        if gaps[k] < MISSED_BODY_GAP_RATIO * spacing:
             continue
         nxt = feats[k + 1]
-        missing = int(round(gaps[k] / float(np.mean(beside)))) - 1
+        missing = int(round(gaps[k] / spacing)) - 1
         half = 0.25 * ((f[1] - f[0]) + (nxt[1] - nxt[0]))
         for t in range(1, missing + 1):
             w = t / (missing + 1)

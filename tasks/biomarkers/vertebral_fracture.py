@@ -288,13 +288,14 @@ def _off_column(centres: list[tuple[str, float, float]]) -> list[tuple[int, floa
             if len(near) < 2 or abs(work[near[0]][1] - row) < MIN_BODY_HEIGHT_MM:
                 continue
             line = _line(work[near[0]], work[near[1]])
+            on_line = line(row)
             # beyond both (an end of the column) the line is extrapolated, which doubles its error
             outside = (work[near[0]][1] - row) * (work[near[1]][1] - row) > 0
-            if abs(col - line(row)) <= OFF_COLUMN_MM * (2.0 if outside else 1.0):
+            if abs(col - on_line) <= OFF_COLUMN_MM * (2.0 if outside else 1.0):
                 continue
             if len(near) > 2 and abs(work[near[2]][2] - line(work[near[2]][1])) > OFF_COLUMN_MM:
                 continue
-            cands.append((abs(col - line(row)), i, line(row)))
+            cands.append((abs(col - on_line), i, on_line))
         if not cands:
             return out
         _, i, col = max(cands)
