@@ -4,13 +4,15 @@ A CT slice is the mean of the anatomy over the slice thickness (roughly a box), 
 endplate has a value between bone, cortex and disc that says where inside the slice the endplate lies.
 :func:`slice_profile_fit` refits the endplate quadratics that :func:`tasks.biomarkers.vertebral_heights.
 measure_body` found (with ``slice_mm``, keeping the columns) to those slice samples, all bodies of a series
-at once (:func:`box_profile_endplates`). Used on thick slices (see
+at once (:func:`box_profile_endplates`), with the endplate cortex thickness that fits the series best
+(``CORTEX_CANDIDATES_MM``). Used on slices of 2 mm and more (see
 ``tasks.biomarkers.vertebral_fracture.CT_SLICE_PROFILE_MIN_MM``); radiographs never.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,12 +30,35 @@ SLICE_FIT_INNER_MM = 2.5  # the slice-profile fit reads this far beyond one slic
 SLICE_FIT_NEAR_MM = 1.5  # ... on the columns whose edge lies this close to the endplate's quadratic
 SLICE_FIT_ITERATIONS = 6  # Gauss-Newton steps of the slice-profile fit
 SHIFT_GRID = 21  # shifts of each endplate tried before them
+# Endplate cortex thicknesses (mm) the fit tries on each series (:func:`slice_profile_fit`). A model cortex
+# thinner than the image's places the surfaces wrongly in their slices, and not evenly: the columns whose
+# cortex straddles two slices pull the curve, and where they lie along the endplate depends on its
+# curvature, so a fixed 1 mm model under a 1.2 mm cortex made every biconcave body more concave than it was
+# (noise-free phantoms: Ha and Hp 0.9-1.1 mm low, Hm right; the true curves fitted 50-90% less residual with
+# a 1.2 mm model than the fitted ones). Real endplates are 0.4-1.5 mm (thicker at the rim), so the
+# thickness is a parameter of the series, chosen by its residual.
+CORTEX_CANDIDATES_MM = (0.6, 0.8, 1.0, 1.2, 1.4, 1.6)
 
+
+
+@overload
+def box_profile_endplates(s: NDArray[np.float64], v: NDArray[np.float64], u: NDArray[np.float64],
+                          coef0: NDArray[np.float64], group: NDArray[np.intp], width: NDArray[np.float64],
+                          cortex_mm: float = ..., iterations: int = ...,
+                          with_residual: Literal[False] = ...) -> NDArray[np.float64]: ...
+
+
+@overload
+def box_profile_endplates(s: NDArray[np.float64], v: NDArray[np.float64], u: NDArray[np.float64],
+                          coef0: NDArray[np.float64], group: NDArray[np.intp], width: NDArray[np.float64],
+                          cortex_mm: float = ..., iterations: int = ...,
+                          *, with_residual: Literal[True]) -> tuple[NDArray[np.float64], float]: ...
 
 
 def box_profile_endplates(s: NDArray[np.float64], v: NDArray[np.float64], u: NDArray[np.float64],
                           coef0: NDArray[np.float64], group: NDArray[np.intp], width: NDArray[np.float64],
-                          cortex_mm: float = 2 * CORTEX_HALF_MM, iterations: int = 6) -> NDArray[np.float64]:
+                          cortex_mm: float = 2 * CORTEX_HALF_MM, iterations: int = 6,
+                          with_residual: bool = False) -> NDArray[np.float64] | tuple[NDArray[np.float64], float]:
     """Endplate surfaces fitted to slice samples with a box slice-profile model, jointly over columns.
 
     Each row of ``s`` / ``v`` holds the samples of one column (depth coordinate ``u``) across endplate
@@ -54,13 +79,15 @@ def box_profile_endplates(s: NDArray[np.float64], v: NDArray[np.float64], u: NDA
     endplate, or one body, no column may straddle (then ``C`` and the surfaces' place inside their slices
     trade off). Returns the coefficients
     (n_groups, 3), highest power first; ``coef0`` for an endplate with fewer than three usable columns.
+    With ``with_residual`` also the squared residual per used sample (inf when no column is usable), which
+    :func:`slice_profile_fit` compares across cortex thicknesses.
     """
     coef = np.array(coef0, dtype=np.float64)
     n_groups = len(coef)
     ok_k = np.isfinite(s) & np.isfinite(v)
     rows = ok_k.sum(axis=1) >= 2
     if not rows.any():
-        return coef
+        return (coef, float("inf")) if with_residual else coef
     # compact the used samples of each column to the left
     order = np.argsort(~ok_k[rows], axis=1, kind="stable")[:, : int(ok_k[rows].sum(axis=1).max())]
     m = np.take_along_axis(ok_k[rows], order, axis=1).astype(np.float64)
@@ -129,6 +156,9 @@ def box_profile_endplates(s: NDArray[np.float64], v: NDArray[np.float64], u: NDA
         e = (vu * coef[gi]).sum(axis=1)
         r, b_hu, c_hu, d_hu, use = amplitudes(e)
         jump_b, jump_c = (b_hu - c_hu)[:, None], (c_hu - d_hu)[:, None]
+    if with_residual:
+        n_used = float((m * use[:, None]).sum())
+        return coef, float((r * r).sum()) / max(n_used, 1.0)
     return coef
 
 
@@ -183,11 +213,14 @@ def _endplate_samples(cols: Sequence[EndplateColumns]) -> tuple[NDArray[np.float
     return (np.where(keep, s_out, np.nan).reshape(nb * 2 * m, kk), v_out.reshape(nb * 2 * m, kk))
 
 
-def slice_profile_fit(ms: Sequence[HeightMeasurement], cortex_mm: float = 2 * CORTEX_HALF_MM) -> list[
+def slice_profile_fit(ms: Sequence[HeightMeasurement], cortex_mm: float | None = None) -> list[
         HeightMeasurement]:
     """The measurements ``ms`` with the endplates of those that kept their columns
     (``measure_body(..., slice_mm=..., defer_slice_fit=True)``) refitted by :func:`box_profile_endplates`,
-    all bodies at once; the others, and any whose refitted heights are implausible, unchanged."""
+    all bodies at once; the others, and any whose refitted heights are implausible, unchanged.
+
+    ``cortex_mm`` is the endplate cortex thickness of the box model; None: estimated per series, the one of
+    ``CORTEX_CANDIDATES_MM`` whose fit leaves the least squared residual per slice sample."""
     out = list(ms)
     todo = [i for i, m in enumerate(ms) if m.columns is not None]
     cols = [c for c in (ms[i].columns for i in todo) if c is not None]
@@ -199,7 +232,12 @@ def slice_profile_fit(ms: Sequence[HeightMeasurement], cortex_mm: float = 2 * CO
     u = np.tile(cols[0].u, 2 * len(cols))
     group = np.repeat(np.arange(2 * len(cols)), m)
     width = np.repeat([c.width for c in cols], 2 * m)
-    coef = box_profile_endplates(s_all, v_all, u, coef0, group, width, cortex_mm, SLICE_FIT_ITERATIONS)
+    if cortex_mm is not None:
+        coef = box_profile_endplates(s_all, v_all, u, coef0, group, width, cortex_mm, SLICE_FIT_ITERATIONS)
+    else:  # the thickness whose fit leaves the least residual per sample
+        fits = [box_profile_endplates(s_all, v_all, u, coef0, group, width, c, SLICE_FIT_ITERATIONS, with_residual=True)
+                for c in CORTEX_CANDIDATES_MM]
+        coef = min(fits, key=lambda f: f[1])[0]
     for j, i in enumerate(todo):
         c = cols[j]
         new = heights_from_quadratics(c.patch.g, coef[2 * j], -coef[2 * j + 1], c.depth, c.mid_t, c.n_ok, list(c.flags))

@@ -13,7 +13,8 @@ the spine axis (cranial up) and columns from anterior to posterior:
    without the rounded corners);
 4. CT only (``measure_body(..., slice_mm=...)``, :func:`tasks.biomarkers.slice_profile.slice_profile_fit`):
    the endplate quadratics are refitted to the slice samples of their columns with a box
-   slice-sensitivity profile, which places an endplate inside its slice; radiographs skip this.
+   slice-sensitivity profile, which places an endplate inside its slice (the endplate cortex's thickness
+   chosen per series by the fit's residual); radiographs skip this.
 """
 
 from __future__ import annotations

@@ -24,12 +24,14 @@ def fractured() -> list:
 def test_ct_phantoms_thin_slices(fractured: list) -> None:
     # whole columns T10-S1 of patients with a prevalent fracture (a realistic mix: most levels normal).
     # Measured with the phantom's near-continuous slice profile (synthetic.ct.SUB_SLICE_MM = 0.25): 23
-    # levels graded, 1 not, exact 0.957, sens 1.0 (3/3), spec 1.0, heights within 1.5 mm / 7% 0.986. Bench
-    # (bench/fragility_accuracy.py --ct-only, the slice-profile fit from 2 mm, columns within 0.84 of the
-    # walls): seeds 53/59/61/67 x 10: exact 0.956, sens 0.968 (30/31), spec 0.993, heights 0.945; seeds
-    # never looked at, 101/103/107/109 x 10: 0.959, 0.944 (34/36), 0.989, 0.951; development seeds
-    # 11/23/31 x 8: 0.974, 1.0 (16/16), 1.0, 0.951. (With 1 mm sub-planes, whose partial-volume steps hid
-    # where an endplate lay inside its slice, exact was 0.875 here.)
+    # levels graded, 1 not, exact 1.0, sens 1.0 (3/3), spec 1.0, heights within 1.5 mm / 7% 0.986. Bench
+    # (bench/fragility_accuracy.py --ct-only; the slice-profile fit from 2 mm with the cortex thickness
+    # chosen per series, columns within 0.84 of the walls), exact / sens / spec / heights: seeds never
+    # looked at, 173/179/181/191 x 10: 0.968, 0.949 (37/39), 0.993, 0.965 (with a fixed 1 mm cortex: 0.945,
+    # 0.872, 0.985, 0.952); 193/197/199/211 x 10: 0.968, 1.0 (38/38), 0.986, 0.975 (0.946, 0.895, 0.989,
+    # 0.968); seeds 53/59/61/67 x 10: 0.965, 1.0 (31/31), 0.986, 0.960; 101/103/107/109 x 10: 0.968, 0.972
+    # (35/36), 0.986, 0.972; development seeds 11/23/31 x 8: 0.963, 1.0 (16/16), 0.994, 0.967. (With 1 mm
+    # sub-planes, whose partial-volume steps hid where an endplate lay inside its slice, exact was 0.875.)
     sc = Score()
     for p in fractured[:3]:
         anat, vol, truth = render_spine_ct(p, 2.5, 0.78)
@@ -128,6 +130,39 @@ def test_box_profile_fit_keeps_true_endplates_and_closes_in_from_slice_errors(bo
     # minima)
     start = true + rng.choice([-1.0, 1.0], true.shape) * np.array([0.05, 0.1, 0.3])
     assert err(box_profile_endplates(*args, start, groups, widths, cortex_mm=1.0)) < 0.9 * err(start)
+
+
+def test_the_cortex_thickness_is_chosen_by_the_residual_and_keeps_concave_endplates() -> None:
+    # 2.5 mm slices, a 1.2 mm cortex, concave endplates (biconcave fractures: 1.5-3 mm deeper at the
+    # centre than at the walls) at different places relative to the slices; bone denser than the disc
+    from tasks.biomarkers.slice_profile import CORTEX_CANDIDATES_MM, box_profile_endplates
+
+    rng = np.random.default_rng(11)
+    u = np.linspace(-0.84, 0.84, 21)
+    width, cortex = 2.5, 1.2
+    true = np.array([[1.5 + 0.2 * k, 0.1 * (-1) ** k, 8.0 + 0.37 * k] for k in range(8)])
+    rows_s, rows_v = [], []
+    for q in true:
+        e = np.polyval(q, u)
+        s = np.tile(np.arange(-0.4, 20.0, width), (len(u), 1))
+        v = _box_samples(e, s, width, 160.0 + rng.normal(0.0, 5.0, (len(u), 1)), 950.0, 85.0, cortex)
+        rows_s.append(np.where((s >= e[:, None] - width - 2.5) & (s <= e[:, None] + width), s, np.nan))
+        rows_v.append(v + rng.normal(0.0, 3.0, v.shape))
+    args = (np.concatenate(rows_s), np.concatenate(rows_v), np.tile(u, len(true)))
+    groups, widths = np.repeat(np.arange(len(true)), len(u)), np.full(len(true) * len(u), width)
+    at = np.array([-1.0, 0.0, 1.0])
+
+    def heights_err(coef: np.ndarray) -> float:  # wall height minus centre height, against the truth
+        d = [np.polyval(a, at) - np.polyval(b, at) for a, b in zip(coef, true, strict=True)]
+        return float(np.mean([x[0] + x[2] - 2 * x[1] for x in d]) / 2)
+
+    fits = {c: box_profile_endplates(*args, true, groups, widths, cortex_mm=c, with_residual=True)
+            for c in CORTEX_CANDIDATES_MM}
+    assert min(fits, key=lambda c: fits[c][1]) == pytest.approx(cortex)
+    # the 1 mm model bends the curves (deeper in the middle than at the walls, so Ha and Hp fall against
+    # Hm); the thickness chosen by the residual keeps them
+    assert heights_err(fits[1.0][0]) < -0.15
+    assert abs(heights_err(fits[cortex][0])) < 0.5 * abs(heights_err(fits[1.0][0]))
 
 
 def test_sagittal_reformats_share_slabs_and_resample_z() -> None:
