@@ -265,20 +265,26 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _merge_split(runs: list[tuple[int, int]], dz: float) -> list[tuple[int, int]]:
-    """Join two short runs separated by one thin gap (<= 3 mm): a body whose ring opened at the
-    basivertebral vein, not a disc (discs are >= 6 mm and leave both neighbours full height)."""
+    """Join short runs separated by thin gaps (<= 3 mm) into one body while together they stay within
+    1.3 times a typical body's height: a body whose ring opened at the basivertebral vein, or a collapsed
+    (biconcave) body whose depressed endplates left only its rims and a middle piece (three runs of 6-8 mm
+    within 24 mm), not a disc (discs are >= 6 mm and leave both neighbours full height). The typical height
+    is the median of the runs of 10 mm or more (the pieces and the endplate slivers would lower it)."""
     if len(runs) < 3:
         return runs
-    med = float(np.median([(b - a + 1) * dz for a, b in runs]))
+    tall = [(b - a + 1) * dz for a, b in runs if (b - a + 1) * dz >= 10.0]
+    med = float(np.median(tall if tall else [(b - a + 1) * dz for a, b in runs]))
     out = [runs[0]]
+    last_short = (runs[0][1] - runs[0][0] + 1) * dz < 0.75 * med  # the last piece joined to out[-1]
     for a, b in runs[1:]:
         pa, pb = out[-1]
         gap = (a - pb - 1) * dz
-        short = (pb - pa + 1) * dz < 0.75 * med and (b - a + 1) * dz < 0.75 * med
-        if gap <= 3.0 and short and (b - pa + 1) * dz <= 1.3 * med:
+        short = (b - a + 1) * dz < 0.75 * med
+        if gap <= 3.0 and short and last_short and (b - pa + 1) * dz <= 1.3 * med:
             out[-1] = (pa, b)
         else:
             out.append((a, b))
+        last_short = short
     return out
 
 

@@ -38,6 +38,7 @@ MIN_EDGE_CONTRAST = 0.25  # endplate peak above disc, relative to peak above bod
 CORTEX_HALF_MM = 0.5
 PROJECTION_WALL_LEVEL = 0.3
 WALL_BAND_MM = (3.0, 6.0)  # rows above / below the centre where the walls are found first
+CRUSHED_WALL_BAND_MM = (1.0, 3.0)  # ... and where they are looked for when they are not found there
 
 
 @dataclass(frozen=True)
@@ -382,6 +383,14 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
     # walls first on bands 3-6 mm above and below the centre (clear of the basivertebral foramen at
     # mid-height and of the endplates of a normal body)
     res = attempt(((WALL_BAND_MM[0], WALL_BAND_MM[1]), (-WALL_BAND_MM[1], -WALL_BAND_MM[0])))
+    if isinstance(res, HeightMeasurement) and "walls_not_found" in res.flags:
+        # a body crushed to 10-12 mm: 3-6 mm from its centre are its endplates (or the discs), where no
+        # wall stands out; its walls are read nearer the centre
+        again = attempt(((CRUSHED_WALL_BAND_MM[0], CRUSHED_WALL_BAND_MM[1]),
+                         (-CRUSHED_WALL_BAND_MM[1], -CRUSHED_WALL_BAND_MM[0])))
+        if not isinstance(again, HeightMeasurement):
+            res = again
+            flags.append("walls_remeasured")
     if not isinstance(res, HeightMeasurement):
         # a body lower at its centre than 20 mm (a biconcave or crush fracture, a small body): those bands lie
         # in its endplates or in the disc filling their depression, where the body is narrower; measure
@@ -392,7 +401,8 @@ def measure_body(image: NDArray[np.floating], spacing: tuple[float, float], g: B
             again = attempt(((mid + 0.25 * half, mid + 0.5 * half), (mid - 0.5 * half, mid - 0.25 * half)))
             if not isinstance(again, HeightMeasurement):
                 res = again
-                flags.append("walls_remeasured")
+                if "walls_remeasured" not in flags:
+                    flags.append("walls_remeasured")
     if isinstance(res, HeightMeasurement):
         return res
     depth, mid_t, ct, cb, n_ok = res

@@ -1,5 +1,5 @@
 """Level labels of the CT spine finder on the hospital's own series where the cues mislead it: a collapsed
-body the detector does not see, and a sacrum in view only for its top."""
+body the detector does not see or sees in pieces, and a sacrum in view only for its top."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 from bench.ct_accuracy import synthetic_case
 from synthetic.anatomy import build_anatomy
 from synthetic.population import make_patient
-from tasks.biomarkers.spine import MISSED_BODY_GAP_RATIO, SpineFlag, _fill_gaps, analyse_spine
+from tasks.biomarkers.spine import MISSED_BODY_GAP_RATIO, SpineFlag, _fill_gaps, _merge_split, analyse_spine
+from tasks.biomarkers.vertebral_fracture import assess_ct
 
 
 def _labels_against_truth(seed: int, index: int) -> tuple[dict[str, float], dict[str, list[str]], list[str]]:
@@ -72,3 +73,48 @@ def test_fill_gaps_only_where_a_body_is_missing() -> None:
     assert 22 / np.mean([11, 12]) >= MISSED_BODY_GAP_RATIO
     # the sacrum (index ``end``) and below are not searched
     assert _fill_gaps(missing, 2, ribs)[1] == set()
+
+
+def test_a_collapsed_body_seen_in_three_pieces_is_one_body() -> None:
+    # A grade 3 biconcave L2 (Hm 11.7 mm, rims 25 mm) on 1 mm slices: its depressed endplates leave three
+    # runs of body-like slices (6, 8, 6 mm with 2-3 mm between); two made one body, the third counted as
+    # another, so every level above L2 was named one too low (L1 on L2's upper rim, T12 on L1, ...) and L2
+    # got no grade.
+    seed, index = 173, 23
+    p = make_patient(seed, index)
+    assert build_anatomy(p).vertebra("L2").grade == 3
+    off, flags, series_flags = _labels_against_truth(seed, index)
+    assert {"T10", "L2", "L5"} <= off.keys()
+    assert all(abs(d) < 8.0 for d in off.values()), off
+    assert SpineFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value not in series_flags
+
+
+def test_merge_split_joins_the_pieces_of_one_body_only() -> None:
+    dz = 2.0
+    # 22 mm bodies, 10 mm discs, on a 2 mm grid (inclusive index runs), head to feet; slivers of the
+    # sacrum at the end
+    body = [(0, 10), (16, 26), (32, 42)]
+    pieces = [(48, 50), (52, 55), (57, 59)]  # 6, 8, 6 mm with 2 mm gaps: 24 mm in all
+    runs = [*body, *pieces, (66, 76), (82, 83), (86, 87)]
+    out = _merge_split(runs, dz)
+    assert (48, 59) in out and len(out) == len(runs) - 2
+    # two normal bodies with a thin gap are not one body; nor are pieces that together are too tall
+    assert _merge_split([(0, 10), (12, 22), (28, 38)], dz) == [(0, 10), (12, 22), (28, 38)]
+    tall = [*body, (48, 52), (54, 58), (60, 64), (66, 70)]  # four 10 mm pieces: 46 mm
+    assert all((b - a + 1) * dz <= 1.3 * 22 for a, b in _merge_split(tall, dz))
+
+
+def test_a_crushed_body_on_coarse_pixels_is_measured() -> None:
+    # A grade 3 crush of T11 (10.6 mm) on 3 mm pixels: 3-6 mm from its centre, where the walls are read
+    # first, lie its endplates and the discs, so no wall was found and the fracture got no grade.
+    seed, index = 191, 4
+    p = make_patient(seed, index)
+    study = next(s for s in p.studies if s.kind in ("ct_abdomen", "ct_chest"))
+    case = synthetic_case(p, study, seed, mix="clinical", cache=False)
+    assert case.params.spacing > 2.5
+    truth = {r["level"]: r for r in case.vertebrae}
+    assert truth["T11"]["genant_grade"] == 3
+    got = {a.level: a for a in assess_ct(case.volume, analyse_spine(case.volume, with_masks=False).vertebrae)}
+    t11 = got["T11"]
+    assert t11.genant_grade == 3
+    assert t11.height_posterior_mm == pytest.approx(truth["T11"]["height_posterior_mm"], abs=1.5)
