@@ -389,6 +389,22 @@ def _sacrum_below(g: SpineGrid, feats: list[Feature], slivers: list[tuple[int, i
     return None
 
 
+def _s1_top(feats: list[Feature], sacrum: int, dz: float) -> bool:
+    """Whether the feature just above the sacrum (``feats[sacrum]``, head to feet) is the top of S1: less
+    than half a typical body's height and nearer the body above it than 0.75 of the typical spacing of
+    the bodies' centres. The S1 body shows the shell cue for a few slices above the alae, which come
+    lower (6 mm 2 cm above the alae on a portal-venous series); counted as L5, it named every level one
+    too high. A real L5, even crushed by 40%, lies a disc and two half bodies from L4."""
+    if sacrum < 4:
+        return False
+    heights = [(f[1] - f[0] + 1) * dz for f in feats[: sacrum - 1]]
+    mids = [0.5 * (f[0] + f[1]) * dz for f in feats[:sacrum]]
+    spacing = float(np.median(-np.diff(mids[:-1])))
+    piece = feats[sacrum - 1]
+    short = (piece[1] - piece[0] + 1) * dz < 0.5 * float(np.median(heights))
+    return bool(short and mids[-2] - mids[-1] < 0.75 * spacing)
+
+
 def _fill_gaps(feats: list[Feature], end: int, ribs_z: np.ndarray) -> tuple[list[Feature], set[int]]:
     """Put a body where the detector missed one: between two found bodies (``feats[:end]``, head to feet)
     whose centres lie :data:`MISSED_BODY_GAP_RATIO` or more times the mean of the neighbouring gaps apart.
@@ -569,25 +585,45 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
         return SpineResult([], [SpineFlag.NO_SPINE_FOUND.value])
     thr = max(6.0, 0.55 * top)
     # Smooth the column path: median of the body-centre positions, per slice, over vertebral slices.
+    med = max(3, int(round(30.0 / g.spacing_mm[0]))) | 1
     centre = np.array(where, dtype=float)
     good = radius >= thr
     for ax in (0, 1):
         if good.any():
             centre[:, ax] = np.interp(np.arange(nz), np.nonzero(good)[0], centre[good, ax])
-        centre[:, ax] = ndi.median_filter(centre[:, ax], size=max(3, int(round(30.0 / g.spacing_mm[0]))) | 1)
+        centre[:, ax] = ndi.median_filter(centre[:, ax], size=med)
     # Bodies vs discs and endplates: a cortical shell around a darker core (see _shell_contrast). The
     # threshold is relative to the series' own bodies (partial volume scales the shell with pixel and
     # slice size), with an absolute floor well above noise.
     shell = _shell_contrast(g, centre)
     column = (radius >= 6.0) & (radius <= MAX_BODY_RADIUS_MM)
-    hi = float(np.percentile(shell[column], 75)) if column.any() else 0.0
     # Discs also narrow the bone cross-section: the inscribed radius drops below ~2/3 of the nearest
     # bodies' (within one vertebral height, ~+-20 mm), whatever the absolute size of the patient.
     local = ndi.maximum_filter1d(radius, size=max(3, int(round(40.0 / g.spacing_mm[0]))) | 1)
-    is_body = column & (shell >= max(SHELL_MIN_HU, 0.4 * hi)) & (radius >= 0.65 * local)
+
+    def bodies(sh: np.ndarray) -> np.ndarray:
+        hi = float(np.percentile(sh[column], 75)) if column.any() else 0.0
+        return np.asarray(column & (sh >= max(SHELL_MIN_HU, 0.4 * hi)) & (radius >= 0.65 * local))
+
+    is_body = bodies(shell)
+    # Where the largest inscribed circle lies on a body and an enhanced aorta (or a rib head) together,
+    # the path runs 10-20 mm in front of the bodies for several levels and their shells go unseen. The
+    # bodies found mark the column: the path through their centres (held at the ends) is tried as well,
+    # and each slice keeps the centre that shows the stronger shell.
+    kb = np.nonzero(is_body)[0]
+    path = centre  # the rib heads are looked for from the first path (their search was set on it)
+    if len(kb) >= 3:
+        along = np.empty_like(centre)
+        for ax in (0, 1):
+            along[:, ax] = ndi.median_filter(np.interp(np.arange(nz), kb, centre[kb, ax]), size=med)
+        shell2 = _shell_contrast(g, along)
+        better = shell2 > shell
+        centre = np.where(better[:, None], along, centre)
+        shell = np.where(better, shell2, shell)
+        is_body = bodies(shell)
     # A vertebral body's inscribed radius is 10-30 mm; a filled skull or pelvis ring is far larger.
     runs = _merge_split(_runs(is_body), g.spacing_mm[0])
-    ribs_z = _rib_heads(g, centre)
+    ribs_z = _rib_heads(g, path)
     dzl = g.spacing_mm[0]
     feats: list[Feature] = []
     slivers: list[tuple[int, int]] = []
@@ -614,6 +650,8 @@ def analyse_spine(volume: Volume, *, with_masks: bool = True) -> SpineResult:
         idx -= 1
     if sacrum is None:
         sacrum = _sacrum_below(g, feats, slivers, centre)
+    if sacrum is not None and _s1_top(feats, sacrum, dzl):
+        sacrum -= 1
     feats, inserted = _fill_gaps(feats, len(feats) if sacrum is None else sacrum, ribs_z)
     if sacrum is not None:
         sacrum += len(inserted)
