@@ -7,10 +7,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.ct_accuracy import synthetic_case
+from bench.ct_accuracy import ct_cases, synthetic_case
 from synthetic.anatomy import build_anatomy
 from synthetic.population import make_patient
-from tasks.biomarkers.spine import MISSED_BODY_GAP_RATIO, SpineFlag, _fill_gaps, _merge_split, analyse_spine
+from tasks.biomarkers.spine import (
+    CLOSE_BODY_RATIO,
+    MISSED_BODY_GAP_RATIO,
+    SpineFlag,
+    _fill_gaps,
+    _join_close,
+    _merge_split,
+    analyse_spine,
+)
 from tasks.biomarkers.vertebral_fracture import assess_ct
 
 
@@ -131,3 +139,33 @@ def test_the_column_path_follows_the_bodies_past_an_enhanced_aorta(seed: int, in
     assert {"T10", "T11", "T12", "L1", "L5"} <= off.keys()
     assert all(abs(d) < 8.0 for d in off.values()), off
     assert SpineFlag.TRANSITIONAL_ANATOMY_SUSPECTED.value not in series_flags
+
+
+def test_the_rim_of_a_collapsed_body_is_not_a_body() -> None:
+    # Seed 11's CT accuracy sample, series 26-1: a grade 3 biconcave L3 whose upper rim (6 mm) shows
+    # apart from the rest of the body, 15 mm from its centre where bodies lie 33 mm apart; counted as a
+    # body it named every level above L3 one too high.
+    p, study, thick = next(c for c in ct_cases(50, 11) if c[0].index == 26 and c[1] is c[0].studies[1])
+    case = synthetic_case(p, study, 11, thick=thick, cache=False)
+    assert build_anatomy(p).vertebra("L3").grade == 3
+    res = analyse_spine(case.volume, with_masks=False)
+    true_z = {v.level: v.zc for v in build_anatomy(p).vertebrae}
+    off = {v.level: v.z_mm - true_z[v.level] for v in res.vertebrae}
+    assert {"T10", "L3", "L5"} <= off.keys()
+    assert all(abs(d) < 8.0 for d in off.values()), off
+
+
+def test_join_close_keeps_bodies_apart_and_joins_pieces() -> None:
+    centre = np.tile([40.0, 50.0], (200, 1))
+    # bodies every 14 slices (2.5 mm: 35 mm), head to feet
+    feats = _feats([180, 166, 152, 138, 124])
+    assert _join_close(feats, centre, 2.5) == feats
+    # a crushed body (4 slices) a disc and two half bodies from its neighbours: kept
+    crushed = _feats([180, 166, 150, 138, 124])
+    crushed[2] = (148, 152, *crushed[2][2:])
+    assert len(_join_close(crushed, centre, 2.5)) == 5
+    # the rim of a collapsed body 6 slices (15 mm) above its middle: joined into one feature
+    rim = _feats([180, 166, 152, 146, 132, 118])
+    out = _join_close(rim, centre, 2.5)
+    assert len(out) == 5 and (out[2][0], out[2][1]) == (142, 156)
+    assert 6 / 14 < CLOSE_BODY_RATIO
