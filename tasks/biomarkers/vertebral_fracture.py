@@ -338,7 +338,8 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
     ``OFF_COLUMN_MM`` in depth off the line through its two nearest bodies is moved onto it first,
     :func:`_off_column`) and measured twice,
     the second time from the centres of the first measurement (a body that failed restarts half-way
-    between its measured neighbours, and gets a third try). With slices thicker than ``THICK_SLICE_MM``
+    between its measured neighbours, or, without two, from the labeller's centre when its first start was
+    the located one, and gets a third try). With slices thicker than ``THICK_SLICE_MM``
     the located centre keeps the labeller's z (marrow barely clears ``CT_BONE_HU`` there and the located
     centre drifts by 5-13 mm), and the endplate searches reach ``THICK_REACH`` slices beyond half-way to
     the neighbours: linear interpolation spreads an endplate over a slice on either side, and a search that
@@ -441,6 +442,11 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
                 new.append((lv, 0.5 * (above + below), 0.5 * (up.centre_mm[1] + down.centre_mm[1])))
                 if above - below > 2.0 * FACING_MARGIN_MM:
                     reach[lv] = 0.5 * (above - below) - FACING_MARGIN_MM
+            elif step == 0 and lv in located:
+                # the body search's start failed (on 2 mm slices with a soft kernel an open shell left a
+                # component of one endplate and a wall, 12 mm below a normal L2's centre): the labeller's own
+                located.discard(lv)
+                new.append((lv, *labelled[lv]))
             elif m.centre_mm is not None:  # an end of the column: the implausible body's centre is all there is
                 new.append((lv, *m.centre_mm))
             else:
