@@ -442,7 +442,7 @@ def assess_ct(volume: Volume, vertebrae: Sequence[VertebraLabel]) -> list[Verteb
                 new.append((lv, 0.5 * (above + below), 0.5 * (up.centre_mm[1] + down.centre_mm[1])))
                 if above - below > 2.0 * FACING_MARGIN_MM:
                     reach[lv] = 0.5 * (above - below) - FACING_MARGIN_MM
-            elif step == 0 and lv in located:
+            elif step == 0 and lv in located and not thick:  # (thick: the located start kept the labeller's z)
                 # the body search's start failed (on 2 mm slices with a soft kernel an open shell left a
                 # component of one endplate and a wall, 12 mm below a normal L2's centre): the labeller's own
                 located.discard(lv)
