@@ -232,12 +232,10 @@ def slice_profile_fit(ms: Sequence[HeightMeasurement], cortex_mm: float | None =
     u = np.tile(cols[0].u, 2 * len(cols))
     group = np.repeat(np.arange(2 * len(cols)), m)
     width = np.repeat([c.width for c in cols], 2 * m)
-    if cortex_mm is not None:
-        coef = box_profile_endplates(s_all, v_all, u, coef0, group, width, cortex_mm, SLICE_FIT_ITERATIONS)
-    else:  # the thickness whose fit leaves the least residual per sample
-        fits = [box_profile_endplates(s_all, v_all, u, coef0, group, width, c, SLICE_FIT_ITERATIONS, with_residual=True)
-                for c in CORTEX_CANDIDATES_MM]
-        coef = min(fits, key=lambda f: f[1])[0]
+    # the thickness whose fit leaves the least residual per sample
+    fits = [box_profile_endplates(s_all, v_all, u, coef0, group, width, c, SLICE_FIT_ITERATIONS, with_residual=True)
+            for c in (CORTEX_CANDIDATES_MM if cortex_mm is None else (cortex_mm,))]
+    coef = min(fits, key=lambda f: f[1])[0]
     for j, i in enumerate(todo):
         c = cols[j]
         new = heights_from_quadratics(c.patch.g, coef[2 * j], -coef[2 * j + 1], c.depth, c.mid_t, c.n_ok, list(c.flags))

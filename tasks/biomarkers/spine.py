@@ -368,6 +368,11 @@ class SpineResult:
 Feature = tuple[int, int, float, float, bool, float, bool, float]  # k0, k1, ci, cj, rib, width, partial, rmax
 
 
+def _mid(f: Feature) -> float:
+    """Centre of a feature along the spine (low-grid slices)."""
+    return 0.5 * (f[0] + f[1])
+
+
 def _sacrum_below(g: SpineGrid, feats: list[Feature], slivers: list[tuple[int, int]],
                   centre: np.ndarray) -> int | None:
     """The sacrum when only its top is in view: a sliver of body-like slices (too short for a body) below
@@ -394,16 +399,17 @@ def _join_close(feats: list[Feature], centre: np.ndarray, dz: float) -> list[Fea
     """Join neighbouring features (head to feet) whose centres lie closer than ``CLOSE_BODY_RATIO`` of
     the median spacing of the centres: pieces of one bone, not two bodies. A collapsed body's rims apart
     from its middle (a grade 3 biconcave L3: 6 mm above 16 mm, 15 mm between their centres where bodies
-    lie 33 mm apart), or the top of S1 apart from the sacral alae; two real bodies, one of them crushed to
-    8 mm, still lie a disc and two half bodies (about 0.6 of the spacing) apart."""
+    lie 33 mm apart); two real bodies, one of them crushed to 8 mm, still lie a disc and two half bodies
+    (about 0.6 of the spacing) apart. (The top of S1 apart from its alae can lie further out: see
+    :func:`_s1_top`.)"""
     if len(feats) < 4:
         return feats
-    mids = np.array([0.5 * (f[0] + f[1]) * dz for f in feats])
+    mids = np.array([_mid(f) * dz for f in feats])
     limit = CLOSE_BODY_RATIO * float(np.median(-np.diff(mids)))
     out = [feats[0]]
     for f in feats[1:]:
         p = out[-1]
-        if 0.5 * (p[0] + p[1]) * dz - 0.5 * (f[0] + f[1]) * dz < limit:
+        if (_mid(p) - _mid(f)) * dz < limit:
             k0, k1 = min(p[0], f[0]), max(p[1], f[1])
             ci, cj = np.median(centre[k0 : k1 + 1], axis=0)
             out[-1] = (k0, k1, float(ci), float(cj), p[4] or f[4], max(p[5], f[5]), p[6] or f[6], max(p[7], f[7]))
@@ -413,7 +419,7 @@ def _join_close(feats: list[Feature], centre: np.ndarray, dz: float) -> list[Fea
 
 
 def _s1_top(feats: list[Feature], sacrum: int, dz: float) -> bool:
-    """Whether the feature just above the sacrum (``feats[sacrum]``, head to feet) is the top of S1: less
+    """Whether the feature just above the sacrum (``feats[sacrum - 1]``, head to feet) is the top of S1: less
     than half a typical body's height and nearer the body above it than 0.75 of the typical spacing of
     the bodies' centres. The S1 body shows the shell cue for a few slices above the alae, which come
     lower (6 mm 2 cm above the alae on a portal-venous series); counted as L5, it named every level one
@@ -421,7 +427,7 @@ def _s1_top(feats: list[Feature], sacrum: int, dz: float) -> bool:
     if sacrum < 4:
         return False
     heights = [(f[1] - f[0] + 1) * dz for f in feats[: sacrum - 1]]
-    mids = [0.5 * (f[0] + f[1]) * dz for f in feats[:sacrum]]
+    mids = [_mid(f) * dz for f in feats[:sacrum]]
     spacing = float(np.median(-np.diff(mids[:-1])))
     piece = feats[sacrum - 1]
     short = (piece[1] - piece[0] + 1) * dz < 0.5 * float(np.median(heights))
@@ -438,7 +444,7 @@ def _fill_gaps(feats: list[Feature], end: int, ribs_z: np.ndarray) -> tuple[list
     and column position evenly between them, and the rib cue of its own slices. Returns the features with
     the inserted ones, and the indices of those.
     """
-    z = [0.5 * (f[0] + f[1]) for f in feats[:end]]
+    z = [_mid(f) for f in feats[:end]]
     gaps = [z[k] - z[k + 1] for k in range(len(z) - 1)]
     out: list[Feature] = []
     inserted: set[int] = set()
